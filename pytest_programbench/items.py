@@ -1,0 +1,69 @@
+"""Collect: turn the selection into parametrized pytest items.
+
+All instances hang off one collector with node id ``programbench``; each item is the
+function :func:`instance` parametrized with one :class:`Instance`, so node ids read
+``programbench::instance[sharkdp__hexyl.5e8a3d6]`` and everything pytest does with
+parametrized tests (``-k``, ``-m``, ``--lf``, xdist's same-list check) just works.
+
+The collector's path is a virtual ``<rootdir>/programbench``: pytest routes hooks to
+a node through the conftest files of its path's directories, so a path under the
+rootdir is what lets a user's conftest.py hooks see these items.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_programbench.keys import SELECTION_KEY, SETTINGS_KEY
+
+if TYPE_CHECKING:
+    from pytest_programbench.model import Instance
+
+COLLECTOR_NAME = "programbench"
+
+
+class ProgramBenchCollector(pytest.Module):
+    """The benchmark as a pseudo-module: no file is imported, instances are its items."""
+
+    def _getobj(self) -> ModuleType:
+        return sys.modules[__name__]
+
+    def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
+        # _genfunctions runs pytest_generate_tests (ours below, and any conftest's)
+        # and builds the Function items exactly as for a test module.
+        return list(self._genfunctions("instance", instance))
+
+
+def make_collector(session: pytest.Session) -> ProgramBenchCollector:
+    path = session.config.rootpath / COLLECTOR_NAME
+    return ProgramBenchCollector.from_parent(session, path=path, name=COLLECTOR_NAME, nodeid=COLLECTOR_NAME)
+
+
+def marks_for(inst: Instance) -> list[Any]:
+    return [
+        pytest.mark.programbench(language=inst.language, difficulty=inst.difficulty),
+        getattr(pytest.mark, inst.language),
+        getattr(pytest.mark, inst.difficulty),
+    ]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.function is not instance:
+        return
+    selection = metafunc.config.stash[SELECTION_KEY]
+    metafunc.parametrize(
+        "pb_instance",
+        [pytest.param(inst, id=inst.param_id, marks=marks_for(inst)) for inst in selection.instances],
+    )
+
+
+def instance(pb_instance: Instance, pb_outcome: Any, request: pytest.FixtureRequest) -> None:
+    """One ProgramBench instance: passes when its hidden-test score reaches the threshold."""
+    threshold = request.config.stash[SETTINGS_KEY].threshold
+    if pb_outcome.score < threshold:
+        pytest.fail(pb_outcome.failure_reason(threshold), pytrace=False)

@@ -1,0 +1,15 @@
+"""Stash keys: the session state each process keeps for itself.
+
+Nothing here crosses xdist: workers compute their own copies from the same
+settings, and results travel on test reports instead.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_programbench.model import Selection
+from pytest_programbench.settings import Settings
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+SELECTION_KEY = pytest.StashKey[Selection]()

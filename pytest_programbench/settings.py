@@ -1,0 +1,275 @@
+"""The effective settings of a session, resolved once from the command line and ini.
+
+Every ``--pb-*`` option has an ini twin (``pb_*``); the command line wins, then the
+ini file, then the default. The result is a frozen object built in
+``pytest_configure``, so every later step reads one validated truth, and a bad value
+fails fast with a :class:`pytest.UsageError` naming where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+#: ProgramBench's own spelling (task.yaml ``language``) -> the name we show and mark with.
+LANGUAGE_ALIASES: dict[str, str] = {
+    "rust": "rust",
+    "rs": "rust",
+    "go": "go",
+    "golang": "go",
+    "c": "c",
+    "cpp": "cpp",
+    "c++": "cpp",
+    "cxx": "cpp",
+    "haskell": "haskell",
+    "hs": "haskell",
+    "java": "java",
+}
+LANGUAGES = ("rust", "go", "c", "cpp", "haskell", "java")
+DIFFICULTIES = ("easy", "medium", "hard", "unrated")
+DEFAULT_IMAGE_TAG = "task_cleanroom_v6"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One user-facing setting: its flag, ini twin, help and how it parses."""
+
+    flag: str
+    help: str
+    kind: str = "string"  # string | list | int | float | bool | path
+    default: Any = None
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+# The selection options: giving any of them (or its ini twin) switches the plugin on.
+SELECTION_OPTIONS = (
+    Option(
+        "--pb-language",
+        "Languages to run: rust/rs, go, c, cpp/c++, haskell/hs, java, or all; repeatable or a comma list",
+        "list",
+        metavar="L",
+    ),
+    Option(
+        "--pb-difficulty",
+        "Difficulties to run: easy, medium, hard, unrated; repeatable or a comma list",
+        "list",
+        metavar="D",
+    ),
+    Option(
+        "--pb-instance",
+        "Run instances whose id matches this regex (re.match, like `programbench eval --filter`)",
+        metavar="REGEX",
+    ),
+    Option(
+        "--pb-slice", "Run this slice A:B of the selected instances (after the other filters)", metavar="A:B"
+    ),
+    Option(
+        "--pb-tasks-dir",
+        "Task definitions in the programbench layout (DIR/<id>/task.yaml); "
+        "default: the programbench package's 200 tasks",
+        "path",
+        metavar="DIR",
+    ),
+)
+OTHER_OPTIONS = (
+    Option(
+        "--pb-image-tag",
+        f"Tag of the task images. Default: {DEFAULT_IMAGE_TAG}",
+        default=DEFAULT_IMAGE_TAG,
+        metavar="TAG",
+    ),
+    Option(
+        "--pb-attempts",
+        "Run every instance K times (pass@k, mean over attempts). Default: 1",
+        "int",
+        default=1,
+        metavar="K",
+    ),
+    Option(
+        "--pb-threshold",
+        "An item passes when its score >= X (0..1). Default: 1.0 (resolved)",
+        "float",
+        default=1.0,
+        metavar="X",
+    ),
+)
+ALL_OPTIONS = SELECTION_OPTIONS + OTHER_OPTIONS
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user asked for, validated. Only builtins, so it pickles anywhere."""
+
+    active: bool
+    languages: tuple[str, ...] = ()
+    difficulties: tuple[str, ...] = ()
+    instance_pattern: str = ""
+    slice: tuple[int | None, int | None] | None = None
+    tasks_dir: str = ""
+    image_tag: str = DEFAULT_IMAGE_TAG
+    attempts: int = 1
+    threshold: float = 1.0
+
+    def describe(self) -> str:
+        """The selection in words, for the header and 'matches nothing' messages."""
+        parts = []
+        if self.languages:
+            parts.append("language=" + ",".join(self.languages))
+        if self.difficulties:
+            parts.append("difficulty=" + ",".join(self.difficulties))
+        if self.instance_pattern:
+            parts.append(f"instance=~{self.instance_pattern!r}")
+        if self.slice is not None:
+            start, stop = self.slice
+            parts.append(f"slice={'' if start is None else start}:{'' if stop is None else stop}")
+        return " ".join(parts) or "all instances"
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("programbench", "ProgramBench benchmark (pytest-programbench)")
+    for opt in ALL_OPTIONS:
+        if opt.kind == "list":
+            group.addoption(opt.flag, action="append", dest=opt.dest, metavar=opt.metavar, help=opt.help)
+        else:
+            group.addoption(opt.flag, dest=opt.dest, metavar=opt.metavar, help=opt.help)
+        if opt.kind == "list":
+            parser.addini(opt.dest, opt.help, type="args")
+        else:
+            parser.addini(opt.dest, opt.help, type="string")
+
+
+def _raw(config: pytest.Config, opt: Option) -> tuple[Any, str]:
+    """The user's value for one option and where it came from (None when unset)."""
+    value = config.getoption(opt.dest)
+    if value is not None:
+        return value, opt.flag
+    ini = config.getini(opt.dest)
+    if ini not in (None, "", []):
+        return ini, f"ini option {opt.dest}"
+    return None, ""
+
+
+def _split(values: Sequence[str]) -> list[str]:
+    return [part.strip().lower() for v in values for part in str(v).split(",") if part.strip()]
+
+
+def _usage(where: str, value: object, expected: str) -> pytest.UsageError:
+    return pytest.UsageError(f"programbench: {where}={value!r} is not valid; {expected}")
+
+
+def parse_languages(values: Sequence[str], where: str) -> tuple[str, ...]:
+    wanted = _split(values)
+    if "all" in wanted:
+        return ()
+    out: list[str] = []
+    for name in wanted:
+        if name not in LANGUAGE_ALIASES:
+            accepted = ", ".join(sorted(LANGUAGE_ALIASES)) + ", all"
+            raise _usage(where, name, f"accepted languages: {accepted}")
+        canonical = LANGUAGE_ALIASES[name]
+        if canonical not in out:
+            out.append(canonical)
+    return tuple(out)
+
+
+def parse_difficulties(values: Sequence[str], where: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for name in _split(values):
+        if name not in DIFFICULTIES:
+            raise _usage(where, name, f"accepted difficulties: {', '.join(DIFFICULTIES)}")
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def parse_slice(spec: str, where: str) -> tuple[int | None, int | None]:
+    match = re.fullmatch(r"\s*(-?\d*)\s*:\s*(-?\d*)\s*", spec)
+    if not match:
+        raise _usage(where, spec, "expected A:B with optional integers, e.g. 0:10, :5 or 20:")
+    start, stop = (int(g) if g else None for g in match.groups())
+    return start, stop
+
+
+def parse_pattern(pattern: str, where: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise _usage(where, pattern, f"it is not a regular expression ({exc})") from None
+    return pattern
+
+
+def parse_positive_int(value: object, where: str) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise _usage(where, value, "expected a whole number >= 1")
+    return number
+
+
+def parse_fraction(value: object, where: str) -> float:
+    try:
+        number = float(str(value))
+    except ValueError:
+        number = -1.0
+    if not 0.0 <= number <= 1.0:
+        raise _usage(where, value, "expected a score between 0 and 1, e.g. 0.95")
+    return number
+
+
+def _resolve_path(value: str, config: pytest.Config, where: str) -> str:
+    # CLI paths are relative to where pytest was invoked; ini paths to the ini file.
+    base = config.invocation_params.dir
+    if where.startswith("ini") and config.inipath is not None:
+        base = config.inipath.parent
+    path = (Path(base) / os.path.expanduser(value)).resolve()
+    if not path.is_dir():
+        raise _usage(where, value, f"{path} is not a directory")
+    return str(path)
+
+
+def resolve(config: pytest.Config) -> Settings:
+    """Build the session's settings; raises pytest.UsageError on any bad value."""
+    raw = {opt.dest: _raw(config, opt) for opt in ALL_OPTIONS}
+    active = any(raw[opt.dest][0] is not None for opt in SELECTION_OPTIONS)
+    if not active:
+        return Settings(active=False)
+
+    def value(dest: str) -> Any:
+        return raw[dest][0]
+
+    def where(dest: str) -> str:
+        return raw[dest][1]
+
+    kwargs: dict[str, Any] = {}
+    if value("pb_language") is not None:
+        kwargs["languages"] = parse_languages(value("pb_language"), where("pb_language"))
+    if value("pb_difficulty") is not None:
+        kwargs["difficulties"] = parse_difficulties(value("pb_difficulty"), where("pb_difficulty"))
+    if value("pb_instance") is not None:
+        kwargs["instance_pattern"] = parse_pattern(value("pb_instance"), where("pb_instance"))
+    if value("pb_slice") is not None:
+        kwargs["slice"] = parse_slice(value("pb_slice"), where("pb_slice"))
+    if value("pb_tasks_dir") is not None:
+        kwargs["tasks_dir"] = _resolve_path(value("pb_tasks_dir"), config, where("pb_tasks_dir"))
+    if value("pb_image_tag") is not None:
+        tag = str(value("pb_image_tag")).strip()
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag):
+            raise _usage(where("pb_image_tag"), tag, "expected a Docker tag such as task_cleanroom_v6")
+        kwargs["image_tag"] = tag
+    if value("pb_attempts") is not None:
+        kwargs["attempts"] = parse_positive_int(value("pb_attempts"), where("pb_attempts"))
+    if value("pb_threshold") is not None:
+        kwargs["threshold"] = parse_fraction(value("pb_threshold"), where("pb_threshold"))
+    return Settings(active=True, **kwargs)
