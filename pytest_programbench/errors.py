@@ -1,0 +1,102 @@
+"""Errors a user can hit, each carrying what to do about it.
+
+Harness trouble (no engine, a missing image or archive, a broken submission) must
+surface as a pytest *error* on the item, never as a silent zero score. Raising one
+of these from a fixture does exactly that, and the message is the one-line cause
+the reports show.
+"""
+
+from __future__ import annotations
+
+
+class ProgramBenchError(Exception):
+    """Base of every harness error; ``code`` is the short tag reports use."""
+
+    code = "harness_error"
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        self.message = message
+        self.fix = fix
+        super().__init__(f"{message}. {fix}" if fix else message)
+
+
+class EngineUnavailable(ProgramBenchError):
+    code = "no_docker_engine"
+
+    def __init__(self, host: str, detail: str) -> None:
+        super().__init__(
+            f"no Docker engine answers at {host} ({detail})",
+            "Start one (`sudo systemctl start docker`, or `dockerd &`) or point --pb-docker-host / "
+            "DOCKER_HOST at a running engine",
+        )
+        self.host = host
+
+
+class ImageMissing(ProgramBenchError):
+    code = "image_missing"
+
+    def __init__(self, image: str, fix: str = "") -> None:
+        super().__init__(
+            f"image {image} is not on the Docker engine",
+            fix or f"Pull it (`docker pull {image}`) or run with --pb-pull missing",
+        )
+        self.image = image
+
+
+class ImagePullFailed(ProgramBenchError):
+    code = "image_pull_failed"
+
+    def __init__(self, image: str, detail: str) -> None:
+        super().__init__(
+            f"pulling {image} failed: {detail}",
+            "Check the registry is reachable and the name is right (PROGRAMBENCH_DOCKER_ORG changes "
+            "the organisation), or load the image by hand with `docker load`",
+        )
+        self.image = image
+
+
+class HiddenTestsMissing(ProgramBenchError):
+    code = "hidden_tests_missing"
+
+    def __init__(self, instance_id: str, branch: str, where: str) -> None:
+        super().__init__(
+            f"hidden-test archive for {instance_id} branch {branch} not found in {where}",
+            "Point --pb-blob-dir at a directory laid out as <dir>/<instance>/tests/<branch>.tar.gz, "
+            "or let the plugin download them from Hugging Face (unset HF_HUB_OFFLINE, set HF_TOKEN "
+            "if the dataset needs one)",
+        )
+        self.instance_id = instance_id
+        self.branch = branch
+
+
+class SubmissionInvalid(ProgramBenchError):
+    code = "invalid_submission"
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(
+            f"submission {path} is not a readable gzip tar archive ({detail})",
+            "Repack the workspace with `tar -czf submission.tar.gz -C <workspace> .`",
+        )
+        self.path = path
+
+
+class NoSubmission(ProgramBenchError):
+    code = "no_submission"
+
+    def __init__(self, instance_id: str, run_dir: str) -> None:
+        super().__init__(
+            f"no submission for {instance_id} in {run_dir} (expected {instance_id}/submission.tar.gz)",
+            "Deselect the instance (-k 'not ...' or --pb-instance) or add its submission",
+        )
+        self.instance_id = instance_id
+
+
+class EvaluatorCrashed(ProgramBenchError):
+    code = "evaluator_crashed"
+
+    def __init__(self, instance_id: str, detail: str) -> None:
+        super().__init__(
+            f"the programbench evaluator raised while scoring {instance_id}: {detail}",
+            "Rerun this item; if it repeats, the evaluator log in the run directory says where",
+        )
+        self.instance_id = instance_id
