@@ -28,7 +28,7 @@ def compare(a: Sequence[str], b: Sequence[str], cwd: Path, runs: int, warmup: in
     for _ in range(runs):
         times_a.append(time_once(a, cwd))
         times_b.append(time_once(b, cwd))
-    ratios = [x / y for x, y in zip(times_a, times_b)]
+    ratios = [x / y for x, y in zip(times_a, times_b, strict=True)]
     return {
         "a_median_s": statistics.median(times_a),
         "b_median_s": statistics.median(times_b),

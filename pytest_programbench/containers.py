@@ -9,7 +9,9 @@ left behind.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -114,6 +116,10 @@ class Engine:
         except DockerException as exc:
             raise ImageMissing(tag, f"Building it failed: {_short(exc)}") from None
 
+    def tag(self, source: str, ref: str) -> None:
+        repository, _, tag = ref.rpartition(":")
+        self.client.images.get(source).tag(repository, tag)
+
     # -- containers ------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -164,6 +170,17 @@ class Engine:
         result = container.exec_run(["bash", "-c", command], workdir=workdir, user=user, demux=False)
         output = result.output.decode(errors="replace") if result.output else ""
         return ExecResult(returncode=int(result.exit_code), output=output)
+
+    def read_file(self, container: Container, path: str) -> bytes:
+        """The bytes of one regular file in the container (through the archive API, no shell)."""
+        stream, _ = container.get_archive(path)
+        buffer = io.BytesIO(b"".join(stream))
+        with tarfile.open(fileobj=buffer) as archive:
+            member = archive.next()
+            extracted = archive.extractfile(member) if member is not None else None
+            if extracted is None:
+                raise FileNotFoundError(f"{path} is not a regular file in container {container.short_id}")
+            return extracted.read()
 
     def labelled(self, labels: Mapping[str, str]) -> list[Container]:
         filters = {"label": [f"{k}={v}" for k, v in labels.items()]}

@@ -6,6 +6,8 @@ settings, and results travel on test reports instead.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pytest_programbench.model import Selection
@@ -13,3 +15,5 @@ from pytest_programbench.settings import Settings
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SELECTION_KEY = pytest.StashKey[Selection]()
+RUN_DIR_KEY = pytest.StashKey[Path]()
+RUN_ID_KEY = pytest.StashKey[str]()

@@ -6,6 +6,12 @@ each step in the module named for it:
 1. settings  -- ``--pb-*`` options and ini twins, resolved once (settings.py)
 2. select    -- read task definitions, apply the selection (tasks.py)
 3. collect   -- one parametrized item per instance (items.py)
+4. provision -- the task image on the engine (images.py, containers.py)
+5. submit    -- the submission archive: replayed from a run (submissions.py)
+6. score     -- hidden tests (hidden_tests.py) and the official evaluator (scoring.py)
+7. report    -- verdicts on test reports (results.py), header and JSON (reporting.py)
+
+The item's fixtures (fixtures.py) chain steps 4-6; each is overridable in conftest.py.
 
 Without a ``--pb-*`` selection (or its ini twin) the plugin is inert: it adds no
 items, imports nothing heavy and never talks to Docker.
@@ -13,10 +19,16 @@ items, imports nothing heavy and never talks to Docker.
 
 from __future__ import annotations
 
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from pytest_programbench import settings as _settings
-from pytest_programbench.keys import SELECTION_KEY, SETTINGS_KEY
+from pytest_programbench.keys import RUN_DIR_KEY, RUN_ID_KEY, SELECTION_KEY, SETTINGS_KEY
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -34,12 +46,58 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_programbench import fixtures
 
     config.pluginmanager.register(fixtures, "programbench-fixtures")
+    workerinput = getattr(config, "workerinput", None)
+    run_id = workerinput["pb_run_id"] if workerinput else _new_run_id()
+    config.stash[RUN_ID_KEY] = run_id
+    config.stash[RUN_DIR_KEY] = (
+        Path(settings.output_dir)
+        if settings.output_dir
+        else config.rootpath / ".programbench" / "runs" / run_id
+    )
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistHooks(), "programbench-xdist")
+    if workerinput is None:
+        from pytest_programbench.results import Collector
+
+        config.pluginmanager.register(Collector(), "programbench-results")
+    if settings.report_file and workerinput is None:
+        from pytest_programbench.results import JsonReport
+
+        config.pluginmanager.register(
+            JsonReport(Path(settings.report_file), _report_meta(config)), "pb-report"
+        )
     config.addinivalue_line(
         "markers",
         "programbench(language, difficulty): a ProgramBench instance (added by pytest-programbench)",
     )
     for name in (*_settings.LANGUAGES, *_settings.DIFFICULTIES):
         config.addinivalue_line("markers", f"{name}: ProgramBench instances that are {name}")
+
+
+def _new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def _report_meta(config: pytest.Config) -> dict[str, Any]:
+    from importlib.metadata import version
+
+    settings = config.stash[SETTINGS_KEY]
+    return {
+        "run_id": config.stash[RUN_ID_KEY],
+        "run_dir": str(config.stash[RUN_DIR_KEY]),
+        "versions": {
+            "pytest-programbench": version("pytest-programbench"),
+            "programbench": version("programbench"),
+        },
+        "options": {k: v for k, v in asdict(settings).items() if k != "active"},
+    }
+
+
+class XdistHooks:
+    """Registered only when xdist is loaded: the controller decides the run id for all workers."""
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["pb_run_id"] = node.config.stash[RUN_ID_KEY]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -60,3 +118,21 @@ def pytest_collection_modifyitems(
     from pytest_programbench.items import make_collector
 
     items.extend(session.genitems(make_collector(session)))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if item.config.stash[SETTINGS_KEY].active:
+        from pytest_programbench.results import record
+
+        record(item, report, call)
+    return report
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
+    if not config.stash[SETTINGS_KEY].active:
+        return None
+    from pytest_programbench.results import teststatus
+
+    return teststatus(report)

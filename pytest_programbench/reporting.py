@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pytest_programbench.model import Selection
 from pytest_programbench.settings import LANGUAGES, Settings
 
 
 def header_lines(settings: Settings, selection: Selection) -> list[str]:
+    lines = _selection_lines(settings, selection)
+    if settings.submissions_dir:
+        lines.append(f"programbench: replaying submissions from {settings.submissions_dir}")
+    if selection.unselected_submissions:
+        shown = ", ".join(selection.unselected_submissions[:20])
+        more = len(selection.unselected_submissions) - 20
+        lines.append(
+            f"programbench: {len(selection.unselected_submissions)} submission(s) in the run directory not "
+            f"selected: {shown}{f' (+{more} more)' if more > 0 else ''}"
+        )
+    return lines
+
+
+def _selection_lines(settings: Settings, selection: Selection) -> list[str]:
     if not selection.instances:
         return [
             f"programbench: no instance matches {settings.describe()} "
@@ -26,3 +42,37 @@ def header_lines(settings: Settings, selection: Selection) -> list[str]:
         f"programbench: selection {settings.describe()}; image tag {settings.image_tag}; "
         f"pass when score >= {settings.threshold:g}",
     ]
+
+
+def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The ProgramBench section: one row per item, then the totals and the error rule."""
+    if not rows:
+        return []
+    rows = sorted(rows, key=lambda r: (r["instance_id"], r["attempt"]))
+    width = max(len(_label(r)) for r in rows)
+    out = [f"{'instance':<{width}}  {'lang':<7} {'score':>5} {'passed':>11}  outcome"]
+    for r in rows:
+        passed = f"{r['n_resolved']}/{r['n_tests']}" if r["outcome"] != "error" else "-"
+        score = f"{r['score']:.2f}" if r["outcome"] != "error" else "-"
+        note = r.get("reason") or r.get("error_code") or ""
+        out.append(
+            f"{_label(r):<{width}}  {r['language']:<7} {score:>5} {passed:>11}  {r['outcome']}"
+            + (f"  ({note})" if note else "")
+        )
+    errors = [r for r in rows if r["outcome"] == "error"]
+    mean = sum(r["score"] for r in rows) / len(rows)
+    counts = {
+        c: sum(r["outcome"] == c for r in rows) for c in ("resolved", "almost", "partial", "zero", "error")
+    }
+    out.append(
+        f"mean score {mean:.3f} over {len(rows)} item(s); "
+        + ", ".join(f"{n} {c}" for c, n in counts.items() if n)
+    )
+    if errors:
+        out.append("errors count as score 0 in the mean (the official rule); their causes:")
+        out.extend(f"  {_label(r)}: {r.get('message') or r.get('error_code')}" for r in errors)
+    return out
+
+
+def _label(row: dict[str, Any]) -> str:
+    return str(row["instance_id"]) + (f" #{row['attempt']}" if row["attempt"] > 1 else "")

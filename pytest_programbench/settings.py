@@ -80,6 +80,13 @@ SELECTION_OPTIONS = (
         "path",
         metavar="DIR",
     ),
+    Option(
+        "--pb-submissions",
+        "Replay: score DIR/<id>/submission.tar.gz instead of running an agent "
+        "(alone, it selects the instances DIR holds)",
+        "path",
+        metavar="DIR",
+    ),
 )
 OTHER_OPTIONS = (
     Option(
@@ -94,6 +101,30 @@ OTHER_OPTIONS = (
         "int",
         default=1,
         metavar="K",
+    ),
+    Option(
+        "--pb-blob-dir",
+        "Hidden-test archives DIR/<id>/tests/<branch>.tar.gz; default: download from Hugging Face "
+        "(PROGRAMBENCH_HF_REPO/REVISION, HF_TOKEN, HF_HUB_OFFLINE honoured)",
+        "path",
+        metavar="DIR",
+    ),
+    Option(
+        "--pb-output",
+        "Run directory (programbench eval/info layout). Default: .programbench/runs/<run id>",
+        "outdir",
+        metavar="DIR",
+    ),
+    Option("--pb-report", "Write the results as JSON to FILE", "file", metavar="FILE"),
+    Option(
+        "--pb-cpus",
+        "CPUs per scoring container. Default: the engine's cores, at most 10 (the official value); "
+        "always clamped to what the engine has",
+        "int",
+        metavar="N",
+    ),
+    Option(
+        "--pb-pull", "Pull task images: never, missing (default) or always", default="missing", metavar="WHEN"
     ),
     Option(
         "--pb-threshold",
@@ -119,6 +150,23 @@ class Settings:
     image_tag: str = DEFAULT_IMAGE_TAG
     attempts: int = 1
     threshold: float = 1.0
+    submissions_dir: str = ""
+    blob_dir: str = ""
+    output_dir: str = ""
+    report_file: str = ""
+    cpus: int = 0  # 0: decide from the engine
+    pull: str = "missing"
+
+    @property
+    def explicit_selection(self) -> bool:
+        """Did the user name instances (not merely a run directory to replay)?"""
+        return bool(
+            self.languages
+            or self.difficulties
+            or self.instance_pattern
+            or self.slice is not None
+            or self.tasks_dir
+        )
 
     def describe(self) -> str:
         """The selection in words, for the header and 'matches nothing' messages."""
@@ -228,14 +276,16 @@ def parse_fraction(value: object, where: str) -> float:
     return number
 
 
-def _resolve_path(value: str, config: pytest.Config, where: str) -> str:
+def _resolve_path(value: str, config: pytest.Config, where: str, *, must_exist: bool = True) -> str:
     # CLI paths are relative to where pytest was invoked; ini paths to the ini file.
     base = config.invocation_params.dir
     if where.startswith("ini") and config.inipath is not None:
         base = config.inipath.parent
     path = (Path(base) / os.path.expanduser(value)).resolve()
-    if not path.is_dir():
+    if must_exist and not path.is_dir():
         raise _usage(where, value, f"{path} is not a directory")
+    if not must_exist and path.exists() and not path.is_dir():
+        raise _usage(where, value, f"{path} exists and is not a directory")
     return str(path)
 
 
@@ -270,6 +320,21 @@ def resolve(config: pytest.Config) -> Settings:
         kwargs["image_tag"] = tag
     if value("pb_attempts") is not None:
         kwargs["attempts"] = parse_positive_int(value("pb_attempts"), where("pb_attempts"))
+    for dest, field_name in (("pb_submissions", "submissions_dir"), ("pb_blob_dir", "blob_dir")):
+        if value(dest) is not None:
+            kwargs[field_name] = _resolve_path(value(dest), config, where(dest))
+    if value("pb_output") is not None:
+        kwargs["output_dir"] = _resolve_path(value("pb_output"), config, where("pb_output"), must_exist=False)
+    if value("pb_report") is not None:
+        base = config.invocation_params.dir
+        kwargs["report_file"] = str((Path(base) / os.path.expanduser(value("pb_report"))).resolve())
+    if value("pb_cpus") is not None:
+        kwargs["cpus"] = parse_positive_int(value("pb_cpus"), where("pb_cpus"))
+    if value("pb_pull") is not None:
+        pull = str(value("pb_pull")).strip().lower()
+        if pull not in ("never", "missing", "always"):
+            raise _usage(where("pb_pull"), pull, "accepted: never, missing, always")
+        kwargs["pull"] = pull
     if value("pb_threshold") is not None:
         kwargs["threshold"] = parse_fraction(value("pb_threshold"), where("pb_threshold"))
     return Settings(active=True, **kwargs)

@@ -81,6 +81,11 @@ def select(settings: Settings) -> Selection:
         source = "the programbench package"
         instances = load_instances(tasks_dir, image_tag=settings.image_tag, skip_fixtures=True)
     available = len(instances)
+    submitted = submission_ids(Path(settings.submissions_dir)) if settings.submissions_dir else set()
+    if settings.submissions_dir and not settings.explicit_selection:
+        # Replaying a run with no other selection: score what the run holds, like
+        # `programbench eval DIR` does.
+        instances = [i for i in instances if i.instance_id in submitted]
     if settings.languages:
         instances = [i for i in instances if i.language in settings.languages]
     if settings.difficulties:
@@ -96,7 +101,19 @@ def select(settings: Settings) -> Selection:
             for i in instances
             for k in range(1, settings.attempts + 1)
         ]
-    return Selection(instances=tuple(instances), tasks_dir=str(tasks_dir), source=source, available=available)
+    selected_ids = {i.instance_id for i in instances}
+    return Selection(
+        instances=tuple(instances),
+        tasks_dir=str(tasks_dir),
+        source=source,
+        available=available,
+        unselected_submissions=tuple(sorted(submitted - selected_ids)),
+    )
+
+
+def submission_ids(run_dir: Path) -> set[str]:
+    """Instance ids that have a ``<id>/submission.tar.gz`` in a run directory."""
+    return {p.parent.name for p in run_dir.glob("*/submission.tar.gz")}
 
 
 def load_tests(instance: Instance) -> dict[str, Any]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from pytest_programbench.containers import Engine
+from pytest_programbench import selftest
+from pytest_programbench.containers import LABEL_RUN, Engine
 
 #: Built by images/base/build-offline.sh (CI) or from debian:bookworm-slim.
 BASE_IMAGE = os.environ.get("PB_TEST_BASE_IMAGE", "pytest-programbench/base:bookworm")
@@ -24,3 +27,45 @@ def engine() -> Iterator[Engine]:
 def base_image(engine: Engine) -> str:
     engine.require_image(BASE_IMAGE, "Build it with images/base/build-offline.sh (what .ci/run does)")
     return BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def selftest_image(engine: Engine, base_image: str) -> str:
+    """The self-test task image, built from images/selftest (cached layers make this ~1 s)."""
+    ref = f"{selftest.image_name()}:{selftest.IMAGE_TAG}"
+    engine.build(str(selftest.image_context()), ref, {"BASE": base_image})
+    return ref
+
+
+@pytest.fixture(scope="session")
+def reference_executable(engine: Engine, selftest_image: str) -> bytes:
+    with engine.container(selftest_image, labels={LABEL_RUN: "test-reference"}, network_mode="none") as box:
+        return engine.read_file(box, "/workspace/executable")
+
+
+@pytest.fixture(scope="session")
+def selftest_blobs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return selftest.write_blob_dir(tmp_path_factory.mktemp("blobs"))
+
+
+def clone_selftest(engine: Engine, root: Path, names: list[str]) -> tuple[Path, Path, list[str]]:
+    """The self-test task under several instance ids: tasks dir, blob dir, image tagged per id.
+
+    Lets one session score several submissions (one per instance id) with one image.
+    """
+    from programbench.constants import image_name_from_instance_id
+
+    tasks, blobs = root / "tasks", root / "blobs"
+    selftest.write_blob_dir(blobs)
+    source_task = selftest.tasks_dir() / selftest.INSTANCE_ID
+    ids = []
+    for name in names:
+        iid = f"pbselftest__{name.replace('_', '-')}.5e1f7a0"
+        shutil.copytree(source_task, tasks / iid)
+        shutil.copytree(blobs / selftest.INSTANCE_ID, blobs / iid)
+        engine.tag(
+            f"{selftest.image_name()}:{selftest.IMAGE_TAG}",
+            f"{image_name_from_instance_id(iid)}:{selftest.IMAGE_TAG}",
+        )
+        ids.append(iid)
+    return tasks, blobs, ids

@@ -1,0 +1,42 @@
+"""Images: make sure a task image is on the engine before anything uses it.
+
+Under ``-n 16`` every worker may want the same image at once; a file lock shared by
+the workers makes one of them pull while the others wait, and ``--pb-pull`` says
+whether pulling is allowed at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+from pytest_programbench.containers import Engine
+
+
+def ensure_image(
+    engine: Engine,
+    ref: str,
+    *,
+    policy: str,
+    lock_dir: Path,
+    progress: Callable[[str], None] | None = None,
+) -> str:
+    """Return ``"present"`` or ``"pulled"``; raise ImageMissing/ImagePullFailed otherwise."""
+    from filelock import FileLock
+
+    if policy == "never":
+        engine.require_image(
+            ref, f"--pb-pull never forbids pulling; run `docker pull {ref}` or use --pb-pull missing"
+        )
+        return "present"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(f"{engine.host}|{ref}".encode()).hexdigest()[:16]
+    with FileLock(str(lock_dir / f"pull-{key}.lock")):
+        done_marker = lock_dir / f"pull-{key}.done"
+        if engine.image_exists(ref) and (policy == "missing" or done_marker.exists()):
+            return "present"
+        engine.pull(ref, progress)
+        if policy == "always":
+            done_marker.touch()  # pulled once this session; other workers reuse it
+        return "pulled"

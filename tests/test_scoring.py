@@ -1,0 +1,141 @@
+"""Replay scoring on the real engine, checked against programbench's own batch evaluator.
+
+Every kind of self-test submission (correct, partial, compile failure, ...) is scored
+twice in the same test run: by a pytest-programbench session, and by
+``programbench.eval.eval_batch._evaluate_instance``, the function behind
+``programbench eval``. Scores, counts and error codes must be equal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import clone_selftest
+
+from pytest_programbench import selftest
+from pytest_programbench.containers import Engine
+
+KINDS = list(selftest.SUBMISSION_KINDS)
+CPUS = str(min(2, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class Spread:
+    tasks: Path
+    blobs: Path
+    runs: Path
+    ids: dict[str, str]  # kind -> instance id
+
+
+@pytest.fixture(scope="module")
+def spread(
+    engine: Engine, selftest_image: str, reference_executable: bytes, tmp_path_factory: pytest.TempPathFactory
+) -> Spread:
+    root = tmp_path_factory.mktemp("spread")
+    tasks, blobs, ids = clone_selftest(engine, root, KINDS)
+    runs = root / "runs"
+    for kind, iid in zip(KINDS, ids, strict=True):
+        selftest.write_submission(kind, runs / iid, reference_executable)
+    return Spread(tasks, blobs, runs, dict(zip(KINDS, ids, strict=True)))
+
+
+@pytest.fixture(scope="module")
+def official(spread: Spread, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """What `programbench eval` computes for each submission, via its own batch function."""
+    from programbench.eval import eval_batch
+    from programbench.utils import blob_store
+    from programbench.utils.load_data import _load_single_instance
+
+    out = tmp_path_factory.mktemp("official")
+    summaries = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(blob_store, "BLOB_LOCAL_DIR", str(spread.blobs))  # read at call time
+        for kind, iid in spread.ids.items():
+            summaries[kind] = eval_batch._evaluate_instance(
+                instance_id=iid,
+                instance=_load_single_instance(spread.tasks / iid, include_tests=True),
+                source_dir=spread.runs,
+                target_dir=out,
+                force=True,
+                docker_cpus=int(CPUS),
+            )
+    return summaries
+
+
+def run_session(
+    pytester: pytest.Pytester, spread: Spread, *args: str
+) -> tuple[pytest.RunResult, dict[str, Any]]:
+    report = pytester.path / "report.json"
+    result = pytester.runpytest_subprocess(
+        f"--pb-tasks-dir={spread.tasks}",
+        f"--pb-submissions={spread.runs}",
+        f"--pb-blob-dir={spread.blobs}",
+        f"--pb-output={pytester.path / 'out'}",
+        f"--pb-report={report}",
+        f"--pb-cpus={CPUS}",
+        "--pb-pull=never",
+        *args,
+    )
+    rows = {row["instance_id"]: row for row in json.loads(report.read_text())["instances"]}
+    return result, rows
+
+
+def test_every_submission_kind_scores_like_programbench_eval(
+    pytester: pytest.Pytester, spread: Spread, official: dict[str, Any]
+) -> None:
+    result, rows = run_session(pytester, spread, "-n", "2")
+    for kind, iid in spread.ids.items():
+        ours, theirs = rows[iid], official[kind]
+        if kind == "not_gzip":
+            # The evaluator crashes on it (RuntimeError, scored 0); for us it is harness
+            # trouble the user must fix: an error, not a zero.
+            assert theirs.error_code == "RuntimeError"
+            assert (ours["outcome"], ours["error_code"]) == ("error", "invalid_submission")
+            continue
+        assert (ours["score"], ours["n_resolved"], ours["n_tests"], ours["error_code"]) == (
+            theirs.score,
+            theirs.n_resolved,
+            theirs.n_tests,
+            theirs.error_code,
+        ), kind
+        assert (theirs.n_resolved, theirs.n_tests, theirs.error_code) == selftest.EXPECTED[kind], kind
+    assert rows[spread.ids["correct"]]["outcome"] == "resolved"
+    assert rows[spread.ids["partial"]]["outcome"] == "partial"
+    zeros = {"compile_failure", "no_compile_sh", "smuggled_executable", "reference_copy", "empty"}
+    assert {k for k in KINDS if rows[spread.ids[k]]["outcome"] == "zero"} == zeros
+    result.stdout.fnmatch_lines(["*1 resolved, 1 partial, 5 zero, 1 error*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*= ProgramBench =*",
+            f"{spread.ids['partial']}*0.83*15/18*partial*score 0.83 (15/18 hidden tests) < 1.00*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [f"*{spread.ids['not_gzip']}: submission *is not a readable gzip tar archive*"]
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    for iid in spread.ids.values():
+        if iid != spread.ids["not_gzip"]:
+            assert (pytester.path / "out" / iid / f"{iid}.eval.json").is_file()
+            assert (pytester.path / "out" / iid / "submission.tar.gz").is_file()
+
+
+def test_single_process_gives_the_same_results(pytester: pytest.Pytester, spread: Spread) -> None:
+    _, parallel = run_session(pytester, spread, "-n", "2")
+    _, serial = run_session(pytester, spread, "-p", "no:xdist")
+    strip = ("eval_seconds",)
+    assert {k: {f: v for f, v in r.items() if f not in strip} for k, r in parallel.items()} == {
+        k: {f: v for f, v in r.items() if f not in strip} for k, r in serial.items()
+    }
+
+
+def test_threshold_lets_a_partial_submission_pass(pytester: pytest.Pytester, spread: Spread) -> None:
+    result, rows = run_session(pytester, spread, "-k", "partial", "--pb-threshold=0.8")
+    assert rows[spread.ids["partial"]]["score"] == pytest.approx(15 / 18)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*1 partial*"])
