@@ -42,6 +42,7 @@ class Selection:
     source: str
     available: int
     unselected_submissions: tuple[str, ...] = ()
+    unknown_submissions: tuple[str, ...] = ()
 
     def counts_by_language(self) -> dict[str, int]:
         return dict(Counter(i.language for i in self.instances if i.attempt == 1))

@@ -13,13 +13,21 @@ def header_lines(settings: Settings, selection: Selection) -> list[str]:
     if settings.submissions_dir:
         lines.append(f"programbench: replaying submissions from {settings.submissions_dir}")
     if selection.unselected_submissions:
-        shown = ", ".join(selection.unselected_submissions[:20])
-        more = len(selection.unselected_submissions) - 20
         lines.append(
             f"programbench: {len(selection.unselected_submissions)} submission(s) in the run directory not "
-            f"selected: {shown}{f' (+{more} more)' if more > 0 else ''}"
+            f"selected: {_some(selection.unselected_submissions)}"
+        )
+    if selection.unknown_submissions:
+        lines.append(
+            f"programbench: {len(selection.unknown_submissions)} submission(s) in the run directory are not "
+            f"tasks of {selection.source} (see --pb-tasks-dir): {_some(selection.unknown_submissions)}"
         )
     return lines
+
+
+def _some(ids: tuple[str, ...], limit: int = 20) -> str:
+    more = len(ids) - limit
+    return ", ".join(ids[:limit]) + (f" (+{more} more)" if more > 0 else "")
 
 
 def _selection_lines(settings: Settings, selection: Selection) -> list[str]:

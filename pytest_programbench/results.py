@@ -66,7 +66,8 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
     for key in ("score", "n_resolved", "n_tests", "outcome", "language", "difficulty", "error_code"):
         name = {"n_resolved": "pb_passed", "n_tests": "pb_total"}.get(key, f"pb_{key}")
         value = data.get(key)
-        report.user_properties.append((name, "" if value is None else value))
+        # On the item, like record_property: junitxml writes them from the teardown report.
+        item.user_properties.append((name, "" if value is None else value))
 
 
 def teststatus(report: pytest.TestReport) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:

@@ -180,6 +180,8 @@ class Settings:
         if self.slice is not None:
             start, stop = self.slice
             parts.append(f"slice={'' if start is None else start}:{'' if stop is None else stop}")
+        if self.submissions_dir and not self.explicit_selection:
+            parts.append(f"with a submission in {self.submissions_dir}")
         return " ".join(parts) or "all instances"
 
 

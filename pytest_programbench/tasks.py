@@ -81,6 +81,7 @@ def select(settings: Settings) -> Selection:
         source = "the programbench package"
         instances = load_instances(tasks_dir, image_tag=settings.image_tag, skip_fixtures=True)
     available = len(instances)
+    known_ids = {i.instance_id for i in instances}
     submitted = submission_ids(Path(settings.submissions_dir)) if settings.submissions_dir else set()
     if settings.submissions_dir and not settings.explicit_selection:
         # Replaying a run with no other selection: score what the run holds, like
@@ -102,12 +103,14 @@ def select(settings: Settings) -> Selection:
             for k in range(1, settings.attempts + 1)
         ]
     selected_ids = {i.instance_id for i in instances}
+    unknown = submitted - known_ids
     return Selection(
         instances=tuple(instances),
         tasks_dir=str(tasks_dir),
         source=source,
         available=available,
-        unselected_submissions=tuple(sorted(submitted - selected_ids)),
+        unselected_submissions=tuple(sorted(submitted - selected_ids - unknown)),
+        unknown_submissions=tuple(sorted(unknown)),
     )
 
 
