@@ -97,9 +97,18 @@ def pb_image(pb_instance: Instance, pb_engine: Engine, pb_settings: Settings, pb
     from pytest_programbench.images import ensure_image
     from pytest_programbench.progress import announce
 
-    ensure_image(
-        pb_engine, pb_instance.image_ref, policy=pb_settings.pull, lock_dir=pb_shared_dir, progress=announce
-    )
+    if pb_settings.selftest:
+        from pytest_programbench.images import ensure_selftest_image
+
+        ensure_selftest_image(pb_engine, pb_instance.image_ref, lock_dir=pb_shared_dir, progress=announce)
+    else:
+        ensure_image(
+            pb_engine,
+            pb_instance.image_ref,
+            policy=pb_settings.pull,
+            lock_dir=pb_shared_dir,
+            progress=announce,
+        )
     return pb_instance.image_ref
 
 

@@ -40,3 +40,28 @@ def ensure_image(
         if policy == "always":
             done_marker.touch()  # pulled once this session; other workers reuse it
         return "pulled"
+
+
+#: Used as the self-test image's base when present (built offline by images/base);
+#: otherwise the Dockerfile's own default, debian:bookworm-slim, is pulled.
+OFFLINE_BASE = "pytest-programbench/base:bookworm"
+
+
+def ensure_selftest_image(
+    engine: Engine, ref: str, *, lock_dir: Path, progress: Callable[[str], None] | None = None
+) -> str:
+    """Build the bundled self-test image if the engine lacks it; ``"present"`` or ``"built"``."""
+    from filelock import FileLock
+
+    from pytest_programbench import selftest
+
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock_dir / "selftest-build.lock")):
+        if engine.image_exists(ref):
+            return "present"
+        args = {"BASE": OFFLINE_BASE} if engine.image_exists(OFFLINE_BASE) else {}
+        if progress is not None:
+            base = args.get("BASE", "debian:bookworm-slim")
+            progress(f"{ref}: building from {selftest.image_context()} (base {base})")
+        engine.build(str(selftest.image_context()), ref, args)
+        return "built"

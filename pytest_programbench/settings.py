@@ -81,6 +81,12 @@ SELECTION_OPTIONS = (
         metavar="DIR",
     ),
     Option(
+        "--pb-selftest",
+        "Check this machine's setup: build the bundled self-test task's image if missing and score "
+        "its reference submission end to end",
+        "bool",
+    ),
+    Option(
         "--pb-submissions",
         "Replay: score DIR/<id>/submission.tar.gz instead of running an agent "
         "(alone, it selects the instances DIR holds)",
@@ -150,6 +156,7 @@ class Settings:
     image_tag: str = DEFAULT_IMAGE_TAG
     attempts: int = 1
     threshold: float = 1.0
+    selftest: bool = False
     submissions_dir: str = ""
     blob_dir: str = ""
     output_dir: str = ""
@@ -190,10 +197,14 @@ def add_options(parser: pytest.Parser) -> None:
     for opt in ALL_OPTIONS:
         if opt.kind == "list":
             group.addoption(opt.flag, action="append", dest=opt.dest, metavar=opt.metavar, help=opt.help)
+        elif opt.kind == "bool":
+            group.addoption(opt.flag, action="store_const", const=True, dest=opt.dest, help=opt.help)
         else:
             group.addoption(opt.flag, dest=opt.dest, metavar=opt.metavar, help=opt.help)
         if opt.kind == "list":
             parser.addini(opt.dest, opt.help, type="args")
+        elif opt.kind == "bool":
+            parser.addini(opt.dest, opt.help, type="bool", default=None)
         else:
             parser.addini(opt.dest, opt.help, type="string")
 
@@ -291,6 +302,20 @@ def _resolve_path(value: str, config: pytest.Config, where: str, *, must_exist: 
     return str(path)
 
 
+def _selftest_inputs(config: pytest.Config) -> dict[str, Any]:
+    """The self-test task, its hidden tests and its reference submission, written once per rootdir."""
+    from pytest_programbench import selftest
+
+    root = config.rootpath / ".programbench" / "selftest"
+    selftest.write_submission("correct", root / "submissions" / selftest.INSTANCE_ID)
+    return {
+        "selftest": True,
+        "tasks_dir": str(selftest.tasks_dir()),
+        "blob_dir": str(selftest.write_blob_dir(root / "blobs")),
+        "submissions_dir": str(root / "submissions"),
+    }
+
+
 def resolve(config: pytest.Config) -> Settings:
     """Build the session's settings; raises pytest.UsageError on any bad value."""
     raw = {opt.dest: _raw(config, opt) for opt in ALL_OPTIONS}
@@ -322,6 +347,8 @@ def resolve(config: pytest.Config) -> Settings:
         kwargs["image_tag"] = tag
     if value("pb_attempts") is not None:
         kwargs["attempts"] = parse_positive_int(value("pb_attempts"), where("pb_attempts"))
+    if value("pb_selftest"):
+        kwargs.update(_selftest_inputs(config))
     for dest, field_name in (("pb_submissions", "submissions_dir"), ("pb_blob_dir", "blob_dir")):
         if value(dest) is not None:
             kwargs[field_name] = _resolve_path(value(dest), config, where(dest))

@@ -124,3 +124,9 @@ def test_hidden_tests_come_from_the_hub_by_default(
         served = hub.file_gets()
         assert served and all(path.startswith(f"{ids[0]}/tests/") for path in served)
         assert set(served.values()) == {1}
+
+
+def test_selftest_scores_the_reference_submission(pytester: pytest.Pytester, selftest_image: str) -> None:
+    result = pytester.runpytest_subprocess("--pb-selftest", "-n", "2")
+    result.stdout.fnmatch_lines(["*pbselftest__rpncalc.5e1f7a0*1.00*18/18*resolved*", "*= 1 resolved in *"])
+    assert result.ret == pytest.ExitCode.OK
