@@ -19,8 +19,6 @@ from pytest_programbench.keys import RUN_DIR_KEY, SETTINGS_KEY
 from pytest_programbench.model import Instance, Outcome
 from pytest_programbench.settings import Settings
 
-OFFICIAL_CPUS = 10  # programbench.constants.DOCKER_CPUS default
-
 
 @pytest.fixture(scope="session")
 def pb_settings(pytestconfig: pytest.Config) -> Settings:
@@ -58,9 +56,15 @@ def pb_shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pb_cpus(pb_settings: Settings, pb_engine: Engine) -> int:
-    """CPUs per scoring container: asked for (default the official 10) and clamped to the engine."""
+    """CPUs per scoring container: asked for (default the official value) and clamped to the engine.
+
+    The official default (10, or PROGRAMBENCH_DOCKER_CPUS) makes Docker refuse the
+    container outright on a smaller host, so it is always clamped.
+    """
+    from programbench.constants import DOCKER_CPUS
+
     available = pb_engine.cpu_count()
-    wanted = pb_settings.cpus or min(OFFICIAL_CPUS, available)
+    wanted = pb_settings.cpus or DOCKER_CPUS
     return max(1, min(wanted, available))
 
 
