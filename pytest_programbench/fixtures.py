@@ -96,10 +96,18 @@ def pb_submission(pb_instance: Instance, pb_settings: Settings, pb_run_dir: Path
 
 
 @pytest.fixture
-def pb_image(pb_instance: Instance, pb_engine: Engine, pb_settings: Settings, pb_shared_dir: Path) -> str:
+def pb_image(
+    pb_instance: Instance,
+    pb_engine: Engine,
+    pb_settings: Settings,
+    pb_shared_dir: Path,
+    pytestconfig: pytest.Config,
+) -> str:
     """The task image reference, present on the engine (pulled once per session if allowed)."""
     from pytest_programbench.images import ensure_image
-    from pytest_programbench.progress import announce
+    from pytest_programbench.progress import announcer
+
+    announce = announcer(pytestconfig)
 
     if pb_settings.selftest:
         from pytest_programbench.images import ensure_selftest_image
