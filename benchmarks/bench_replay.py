@@ -1,0 +1,274 @@
+"""Replay scoring of N submissions: ``pytest -n 2`` against ``programbench eval -w 2``.
+
+Target: ratio <= 1.05. Side A is a whole pytest session scoring N replayed submissions with two
+xdist workers; side B is a whole Python process doing what ``programbench eval -w 2`` does: a
+2-thread pool over ``programbench.eval.eval_batch._evaluate_instance(force=True)``. Both give every
+container the same number of CPUs. The N instances are the self-test task under distinct ids, all
+using one image tagged under each name; runs alternate A B A B after a warmup pair, each run writing
+into a fresh output directory, and every run's scores are checked to agree between the sides.
+
+    python benchmarks/bench_replay.py --n 8 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from _timing import time_once  # the script's own folder is on sys.path
+
+from pytest_programbench import selftest
+
+SIDE_B_FLAG = "--side-b"
+COMPILED_PREFIX = "programbench-compiled/"  # the Evaluator commits its compile container under this
+
+
+def instance_ids(n: int) -> list[str]:
+    return [f"pbselftest__bench-replay-{k}.5e1f7a0" for k in range(n)]
+
+
+def image_ref(iid: str) -> str:
+    # Imported late: programbench.constants freezes its environment variables on first import.
+    from programbench.constants import image_name_from_instance_id
+
+    return f"{image_name_from_instance_id(iid)}:{selftest.IMAGE_TAG}"
+
+
+def setup(engine: Any, root: Path, ids: list[str], kinds: list[str]) -> tuple[Path, Path, Path]:
+    """Tasks dir, blob dir and submissions dir of the cloned self-test task (tests/conftest.py's way)."""
+    tasks, blobs, subs = root / "tasks", root / "blobs", root / "submissions"
+    selftest.write_blob_dir(blobs)
+    source_task = selftest.tasks_dir() / selftest.INSTANCE_ID
+    source_image = f"{selftest.image_name()}:{selftest.IMAGE_TAG}"
+    engine.require_image(source_image, "Build it from images/selftest (see images/build-test-images.sh)")
+    for k, iid in enumerate(ids):
+        shutil.copytree(source_task, tasks / iid)
+        shutil.copytree(blobs / selftest.INSTANCE_ID, blobs / iid)
+        engine.tag(source_image, image_ref(iid))
+        selftest.write_submission(kinds[k % len(kinds)], subs / iid)
+    return tasks, blobs, subs
+
+
+def cleanup(engine: Any, ids: list[str]) -> dict[str, int]:
+    """Remove every container and image this benchmark made; count what had to go besides the tags."""
+    from docker.errors import NotFound
+
+    ours = {image_ref(iid) for iid in ids}
+    compiled = tuple(f"{COMPILED_PREFIX}{iid}:" for iid in ids)
+
+    def is_ours(ref: str) -> bool:
+        return ref in ours or ref.startswith(compiled)
+
+    containers = 0
+    for box in engine.client.containers.list(all=True):
+        if is_ours(str(box.attrs.get("Config", {}).get("Image", ""))):
+            engine.remove(box)
+            containers += 1
+    images = 0
+    for image in engine.client.images.list(name=COMPILED_PREFIX.rstrip("/")):
+        for tag in image.tags:
+            if tag.startswith(compiled):
+                with contextlib.suppress(NotFound):
+                    engine.client.images.remove(tag, force=True)
+                images += 1
+    for ref in ours:  # untag only: the self-test image keeps its own name
+        with contextlib.suppress(NotFound):
+            engine.client.images.remove(ref)
+    return {"leftover_containers_removed": containers, "leftover_images_removed": images}
+
+
+def side_a_cmd(tasks: Path, subs: Path, blobs: Path, out: Path, cpus: int) -> list[str]:
+    # --opt=value forms: pytest would take a separate value for a path when it picks the rootdir.
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "2",
+        f"--pb-tasks-dir={tasks}",
+        f"--pb-submissions={subs}",
+        f"--pb-blob-dir={blobs}",
+        f"--pb-output={out / 'run'}",
+        f"--pb-report={out / 'report.json'}",
+        f"--pb-cpus={cpus}",
+        "--pb-pull=never",
+        f"--basetemp={out / 'basetemp'}",  # keeps pytest-of-<user> clean; a fresh dir per run anyway
+    ]
+
+
+def side_b_cmd(tasks: Path, subs: Path, blobs: Path, out: Path, cpus: int) -> list[str]:
+    return [sys.executable, __file__, SIDE_B_FLAG, str(tasks), str(subs), str(blobs), str(out), str(cpus)]
+
+
+def side_b(tasks: str, subs: str, blobs: str, out: str, cpus: str) -> None:
+    """What ``programbench eval -w 2 --force --docker-cpus C`` does, for the tasks in ``tasks``."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from programbench.eval import eval_batch
+    from programbench.utils import blob_store
+    from programbench.utils.load_data import _load_single_instance
+
+    blob_store.BLOB_LOCAL_DIR = blobs  # read at call time by get_blob_dir
+    instances = [_load_single_instance(d, include_tests=True) for d in sorted(Path(tasks).iterdir())]
+    target = Path(out) / "run"
+    summaries = []
+    with ThreadPoolExecutor(max_workers=2) as executor:
+        futures = [
+            executor.submit(
+                eval_batch._evaluate_instance,
+                instance_id=inst["instance_id"],
+                instance=inst,
+                source_dir=Path(subs),
+                target_dir=target,
+                force=True,
+                image_tag=selftest.IMAGE_TAG,
+                docker_cpus=int(cpus),
+            )
+            for inst in instances
+        ]
+        for future in as_completed(futures):
+            summary = future.result()
+            if summary is not None:
+                summaries.append(summary.model_dump())
+    (Path(out) / "summaries.json").write_text(json.dumps(summaries, indent=2))
+
+
+Score = tuple[float, int, int, str | None]
+
+
+def scores_a(out: Path) -> dict[str, Score]:
+    rows = json.loads((out / "report.json").read_text())["instances"]
+    return {r["instance_id"]: (r["score"], r["n_resolved"], r["n_tests"], r.get("error_code")) for r in rows}
+
+
+def scores_b(out: Path) -> dict[str, Score]:
+    rows = json.loads((out / "summaries.json").read_text())
+    return {r["instance_id"]: (r["score"], r["n_resolved"], r["n_tests"], r["error_code"]) for r in rows}
+
+
+def verify(out_a: Path, out_b: Path, expected: dict[str, tuple[int, int, str | None]]) -> None:
+    """Both sides scored every instance, identically, and as the self-test task says they should."""
+    a, b = scores_a(out_a), scores_b(out_b)
+    problems = []
+    for iid, (n_resolved, n_tests, error_code) in sorted(expected.items()):
+        want = (n_resolved / n_tests if n_tests else 0.0, n_resolved, n_tests, error_code)
+        got_a, got_b = a.get(iid), b.get(iid)
+        if got_a != got_b or got_a is None or got_a[1:] != want[1:]:
+            problems.append(f"{iid}: pytest {got_a}, programbench eval {got_b}, expected {want}")
+    if problems or set(a) != set(expected) or set(b) != set(expected):
+        details = "\n  ".join(problems) or f"instance sets differ: {sorted(a)} vs {sorted(b)}"
+        raise SystemExit(f"the two sides disagree on scores ({out_a}, {out_b}):\n  {details}")
+
+
+def alternate(
+    make_a: Callable[[Path], list[str]],
+    make_b: Callable[[Path], list[str]],
+    *,
+    cwd: Path,
+    outputs: Path,
+    runs: int,
+    warmup: int,
+    check: Callable[[Path, Path], None],
+) -> dict[str, Any]:
+    """_timing.compare with a fresh output dir per run and a score check after every pair."""
+    times_a: list[float] = []
+    times_b: list[float] = []
+    for i in range(warmup + runs):
+        out_a, out_b = outputs / f"a{i}", outputs / f"b{i}"
+        out_a.mkdir(parents=True)  # --basetemp needs its parent
+        out_b.mkdir(parents=True)
+        t_a = time_once(make_a(out_a), cwd, ok=(0, 1))  # 1: a partial submission fails its item
+        t_b = time_once(make_b(out_b), cwd, ok=(0,))
+        check(out_a, out_b)
+        if i >= warmup:
+            times_a.append(t_a)
+            times_b.append(t_b)
+        shutil.rmtree(out_a, ignore_errors=True)
+        shutil.rmtree(out_b, ignore_errors=True)
+    ratios = [x / y for x, y in zip(times_a, times_b, strict=True)]
+    return {
+        "a_median_s": statistics.median(times_a),
+        "b_median_s": statistics.median(times_b),
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "a_times_s": [round(t, 3) for t in times_a],
+        "b_times_s": [round(t, 3) for t in times_b],
+    }
+
+
+@contextlib.contextmanager
+def engine_session() -> Iterator[Any]:
+    from pytest_programbench.containers import Engine
+
+    with Engine() as engine:
+        yield engine
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--n", type=int, default=8, help="submissions to score (default 8)")
+    parser.add_argument("--runs", type=int, default=3, help="timed A/B pairs (default 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed A/B pairs first (default 1)")
+    parser.add_argument("--cpus", type=int, default=1, help="CPUs per scoring container, both sides")
+    parser.add_argument(
+        "--kinds",
+        default="correct,partial",
+        help="submission kinds, assigned round-robin (default correct,partial)",
+    )
+    args = parser.parse_args(argv)
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    if bad := [k for k in kinds if k not in selftest.SUBMISSION_KINDS]:
+        parser.error(f"unknown kinds {bad}; expected some of {selftest.SUBMISSION_KINDS}")
+    if args.n < 1 or args.runs < 1 or args.warmup < 0 or args.cpus < 1:
+        parser.error("--n, --runs and --cpus must be >= 1, --warmup >= 0")
+
+    ids = instance_ids(args.n)
+    expected = {iid: selftest.EXPECTED[kinds[k % len(kinds)]] for k, iid in enumerate(ids)}
+    with engine_session() as engine, tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
+        root = Path(tmp)
+        cwd = root / "cwd"
+        cwd.mkdir()
+        try:
+            tasks, blobs, subs = setup(engine, root, ids, kinds)
+            result = alternate(
+                lambda out: side_a_cmd(tasks, subs, blobs, out, args.cpus),
+                lambda out: side_b_cmd(tasks, subs, blobs, out, args.cpus),
+                cwd=cwd,
+                outputs=root / "outputs",
+                runs=args.runs,
+                warmup=args.warmup,
+                check=lambda out_a, out_b: verify(out_a, out_b, expected),
+            )
+        finally:
+            leftovers = cleanup(engine, ids)
+    report = {
+        "benchmark": f"replay {args.n} submissions: pytest -n 2 vs programbench eval -w 2",
+        "target_ratio": 1.05,
+        "n": args.n,
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "cpus_per_container": args.cpus,
+        "kinds": {k: sum(kinds[i % len(kinds)] == k for i in range(args.n)) for k in kinds},
+        **result,
+        "scores_match": True,  # verify() exits otherwise
+        **leftovers,
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 7 and sys.argv[1] == SIDE_B_FLAG:
+        side_b(*sys.argv[2:])
+    else:
+        main()
