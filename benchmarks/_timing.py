@@ -28,6 +28,11 @@ def compare(a: Sequence[str], b: Sequence[str], cwd: Path, runs: int, warmup: in
     for _ in range(runs):
         times_a.append(time_once(a, cwd))
         times_b.append(time_once(b, cwd))
+    return summarize(times_a, times_b)
+
+
+def summarize(times_a: Sequence[float], times_b: Sequence[float]) -> dict[str, float]:
+    """Medians of each side and the median of the pairwise ratios A/B (robust to drift)."""
     ratios = [x / y for x, y in zip(times_a, times_b, strict=True)]
     return {
         "a_median_s": statistics.median(times_a),

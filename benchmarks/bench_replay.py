@@ -16,14 +16,13 @@ import argparse
 import contextlib
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from _timing import time_once  # the script's own folder is on sys.path
+from _timing import summarize, time_once  # the script's own folder is on sys.path
 
 from pytest_programbench import selftest
 
@@ -195,13 +194,8 @@ def alternate(
             times_b.append(t_b)
         shutil.rmtree(out_a, ignore_errors=True)
         shutil.rmtree(out_b, ignore_errors=True)
-    ratios = [x / y for x, y in zip(times_a, times_b, strict=True)]
     return {
-        "a_median_s": statistics.median(times_a),
-        "b_median_s": statistics.median(times_b),
-        "ratio_median": statistics.median(ratios),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
+        **summarize(times_a, times_b),
         "a_times_s": [round(t, 3) for t in times_a],
         "b_times_s": [round(t, 3) for t in times_b],
     }
