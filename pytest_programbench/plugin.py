@@ -59,13 +59,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if workerinput is None:
         from pytest_programbench.results import Collector
 
-        config.pluginmanager.register(Collector(), "programbench-results")
-    if settings.report_file and workerinput is None:
-        from pytest_programbench.results import JsonReport
-
-        config.pluginmanager.register(
-            JsonReport(Path(settings.report_file), _report_meta(config)), "pb-report"
-        )
+        report = (Path(settings.report_file), _report_meta(config)) if settings.report_file else (None, None)
+        config.pluginmanager.register(Collector(*report), "programbench-results")
     config.addinivalue_line(
         "markers",
         "programbench(language, difficulty): a ProgramBench instance (added by pytest-programbench)",

@@ -7,6 +7,7 @@ share the controller's stderr, so this is the one place a user sees under ``-n 1
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -30,10 +31,7 @@ def announcer(config: pytest.Config, *, every: float = 2.0) -> Callable[[str], N
             return
         last[subject] = now
         log.info(line)
-        if capture is not None:
-            with capture.global_and_fixture_disabled():
-                print(f"programbench: {line}", file=sys.stderr, flush=True)
-        else:
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
             print(f"programbench: {line}", file=sys.stderr, flush=True)
 
     return announce

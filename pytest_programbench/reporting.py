@@ -68,18 +68,30 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
             + (f"  ({note})" if note else "")
         )
     errors = [r for r in rows if r["outcome"] == "error"]
-    mean = sum(r["score"] for r in rows) / len(rows)
-    counts = {
-        c: sum(r["outcome"] == c for r in rows) for c in ("resolved", "almost", "partial", "zero", "error")
-    }
+    summary = totals(rows)
     out.append(
-        f"mean score {mean:.3f} over {len(rows)} item(s); "
-        + ", ".join(f"{n} {c}" for c, n in counts.items() if n)
+        f"mean score {summary['mean_score']:.3f} over {len(rows)} item(s); "
+        + ", ".join(f"{summary[c]} {c}" for c in OUTCOMES if summary[c])
     )
     if errors:
         out.append("errors count as score 0 in the mean (the official rule); their causes:")
         out.extend(f"  {_label(r)}: {r.get('message') or r.get('error_code')}" for r in errors)
     return out
+
+
+#: Every value of a row's "outcome": the score categories, then harness errors.
+OUTCOMES = ("resolved", "almost", "partial", "zero", "error")
+
+
+def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Items, mean score (errors count as 0, the official rule) and a count per outcome."""
+    n = len(rows)
+    return {
+        "n_items": n,
+        "mean_score": sum(r["score"] for r in rows) / n if n else 0.0,
+        "errors_count_as": 0.0,
+        **{c: sum(r["outcome"] == c for r in rows) for c in OUTCOMES},
+    }
 
 
 def _label(row: dict[str, Any]) -> str:

@@ -80,15 +80,25 @@ def teststatus(report: pytest.TestReport) -> tuple[str, str, tuple[str, dict[str
 
 
 class Collector:
-    """Controller-side: gathers every item's verdict from the reports as they arrive."""
+    """Controller-side: gathers every item's verdict from the reports as they arrive.
 
-    def __init__(self) -> None:
+    With ``report_path`` it also keeps the ``--pb-report`` JSON current, written
+    atomically after each verdict and once more at the end.
+    """
+
+    def __init__(self, report_path: Path | None = None, meta: dict[str, Any] | None = None) -> None:
         self.rows: dict[tuple[str, int], dict[str, Any]] = {}
+        self.report_path = report_path
+        self.meta = meta or {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, REPORT_ATTR, None)
         if isinstance(data, dict):
             self.rows[(data["instance_id"], data["attempt"])] = data
+            self.write_report()
+
+    def pytest_sessionfinish(self) -> None:
+        self.write_report()
 
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         from pytest_programbench.reporting import summary_lines
@@ -99,40 +109,16 @@ class Collector:
             for line in lines:
                 terminalreporter.write_line(line)
 
-
-class JsonReport:
-    """Controller-side: keeps ``--pb-report`` current as reports arrive, atomically."""
-
-    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
-        self.path = path
-        self.meta = meta
-        self.rows: dict[tuple[str, int], dict[str, Any]] = {}
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        data = getattr(report, REPORT_ATTR, None)
-        if isinstance(data, dict):
-            self.rows[(data["instance_id"], data["attempt"])] = data
-            self.write()
-
-    def pytest_sessionfinish(self) -> None:
-        self.write()
-
     def document(self) -> dict[str, Any]:
-        rows = [self.rows[k] for k in sorted(self.rows)]
-        n = len(rows)
-        return {
-            **self.meta,
-            "instances": rows,
-            "summary": {
-                "n_items": n,
-                "mean_score": sum(r["score"] for r in rows) / n if n else 0.0,
-                "errors_count_as": 0.0,
-                **{c: sum(r["outcome"] == c for r in rows) for c in (*CATEGORIES, "error")},
-            },
-        }
+        from pytest_programbench.reporting import totals
 
-    def write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + f".{os.getpid()}.partial")
+        rows = [self.rows[k] for k in sorted(self.rows)]
+        return {**self.meta, "instances": rows, "summary": totals(rows)}
+
+    def write_report(self) -> None:
+        if self.report_path is None:
+            return
+        self.report_path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.report_path.with_name(self.report_path.name + f".{os.getpid()}.partial")
         partial.write_text(json.dumps(self.document(), indent=2))
-        partial.replace(self.path)
+        partial.replace(self.report_path)

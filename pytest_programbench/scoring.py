@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_programbench.errors import EvaluatorCrashed
 from pytest_programbench.model import Instance, Outcome
 from pytest_programbench.tasks import load_tests
+
+if TYPE_CHECKING:
+    from programbench.eval.eval import EvaluationResult
 
 
 def eval_json_path(run_dir: Path, instance_id: str) -> Path:
@@ -67,7 +70,7 @@ def score_submission(
     partial = target.with_suffix(".json.partial")
     partial.write_text(result.model_dump_json(indent=2))
     partial.replace(target)  # never leave a half-written eval.json that looks finished
-    return outcome_from_eval_json(instance, target, task=task, eval_seconds=elapsed)
+    return outcome_from_result(instance, result, task=task, eval_seconds=elapsed)
 
 
 def outcome_from_eval_json(
@@ -75,11 +78,23 @@ def outcome_from_eval_json(
 ) -> Outcome:
     """Score an evaluator result file exactly as ``programbench info`` does."""
     from programbench.eval.eval import EvaluationResult
+
+    result = EvaluationResult.model_validate_json(eval_json.read_text())
+    return outcome_from_result(instance, result, task=task, eval_seconds=eval_seconds)
+
+
+def outcome_from_result(
+    instance: Instance,
+    result: EvaluationResult,
+    *,
+    task: dict[str, Any] | None = None,
+    eval_seconds: float = 0.0,
+) -> Outcome:
+    """Score an evaluator result exactly as ``programbench info`` does."""
     from programbench.eval.eval_batch import InstanceEvalSummary
     from programbench.utils.load_data import get_active_branches, get_ignored_tests
 
     task = task if task is not None else load_tests(instance)
-    result = EvaluationResult.model_validate_json(eval_json.read_text())
     result = result.for_branches(get_active_branches(task)).without_ignored(get_ignored_tests(task))
     summary = InstanceEvalSummary.from_eval_result(instance.instance_id, result)
     return Outcome.from_score(
