@@ -11,9 +11,16 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
+import socket
 import tarfile
+import tempfile
+import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_programbench.errors import EngineUnavailable, ImageMissing, ImagePullFailed
@@ -27,6 +34,11 @@ LABEL_RUN = f"{LABEL_PREFIX}.run"
 LABEL_WORKER = f"{LABEL_PREFIX}.worker"
 LABEL_INSTANCE = f"{LABEL_PREFIX}.instance"
 LABEL_ROLE = f"{LABEL_PREFIX}.role"
+LABEL_OWNER = f"{LABEL_PREFIX}.owner"  # <hostname>:<pid> of the session that started it
+
+EXEC_MARKER = "PB_EXEC_MARKER"
+KILL_GRACE_SECONDS = 10.0
+STREAM_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ class Engine:
         from docker.errors import DockerException
 
         self.host = host or default_host()
+        self._streams: Any = None
         try:
             self.client: docker.DockerClient = docker.DockerClient(base_url=self.host, timeout=timeout)
             self.client.ping()
@@ -57,6 +70,8 @@ class Engine:
             raise EngineUnavailable(self.host, _short(exc)) from None
 
     def close(self) -> None:
+        if self._streams is not None:
+            self._streams.close()
         self.client.close()
 
     def __enter__(self) -> Engine:
@@ -141,7 +156,7 @@ class Engine:
                 created = self.client.containers.create(
                     image,
                     command=command or ["sleep", "infinity"],
-                    labels=dict(labels),
+                    labels={LABEL_OWNER: session_owner(), **labels},
                     detach=True,
                     **run_options,
                 )
@@ -164,12 +179,113 @@ class Engine:
             container.remove(force=True, v=True)
 
     def exec(
-        self, container: Container, command: str, *, workdir: str = "/workspace", user: str = ""
+        self,
+        container: Container,
+        command: str,
+        *,
+        workdir: str = "/workspace",
+        user: str = "",
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        interpreter: tuple[str, ...] = ("bash", "-c"),
     ) -> ExecResult:
-        """Run ``command`` under bash in the container and wait for it."""
-        result = container.exec_run(["bash", "-c", command], workdir=workdir, user=user, demux=False)
-        output = result.output.decode(errors="replace") if result.output else ""
-        return ExecResult(returncode=int(result.exit_code), output=output)
+        """Run ``command`` in the container and wait for it, at most ``timeout`` seconds.
+
+        Every process the command starts inherits a marker variable; on timeout all of
+        them are killed, daemons that left the process group included, and the result
+        says ``timed_out``.
+        """
+        marker = uuid.uuid4().hex
+        api = self._stream_api()
+        exec_id = api.exec_create(
+            container.id,
+            [*interpreter, command],
+            user=user,
+            workdir=workdir,
+            environment={**(env or {}), EXEC_MARKER: marker},
+        )["Id"]
+        chunks: list[bytes] = []
+        failure: list[BaseException] = []
+
+        def pump() -> None:
+            try:
+                for chunk in api.exec_start(exec_id, stream=True):
+                    chunks.append(chunk)
+            except BaseException as exc:  # surfaced below, in the caller's thread
+                failure.append(exc)
+
+        reader = threading.Thread(target=pump, name=f"pb-exec-{marker[:8]}", daemon=True)
+        reader.start()
+        reader.join(timeout)
+        timed_out = reader.is_alive()
+        if timed_out:
+            self.kill_marked(container, marker, user=user)
+            reader.join(KILL_GRACE_SECONDS)
+        if failure and not timed_out:
+            from docker.errors import DockerException
+
+            exc = failure[0]
+            if isinstance(exc, DockerException):
+                raise EngineUnavailable(self.host, f"exec in {container.short_id} failed: {_short(exc)}")
+            raise exc
+        code = api.exec_inspect(exec_id).get("ExitCode")
+        output = b"".join(chunks).decode(errors="replace")
+        return ExecResult(returncode=-9 if code is None else int(code), output=output, timed_out=timed_out)
+
+    def kill_marked(self, container: Container, marker: str, *, user: str = "") -> None:
+        """SIGKILL every process in the container whose environment carries ``marker``.
+
+        Runs as the command's own user: without CAP_SYS_PTRACE (the sandbox drops it) even
+        root cannot read another user's /proc/<pid>/environ.
+        """
+        script = (
+            "for round in 1 2 3 4 5; do found=; "
+            'for p in /proc/[0-9]*; do pid=${p#/proc/}; [ "$pid" = $$ ] && continue; '
+            f"if grep -qsxz '{EXEC_MARKER}={marker}' $p/environ; then kill -9 $pid 2>/dev/null; found=1; fi; "
+            'done; [ -z "$found" ] && break; sleep 0.1; done'
+        )
+        container.exec_run(["sh", "-c", script], user=user)
+
+    def kill_all(self, container: Container) -> None:
+        """SIGKILL every process in the container but its init (and the killer itself)."""
+        container.exec_run(["sh", "-c", "kill -9 -1 2>/dev/null; true"], user="0")
+
+    def put_file(self, container: Container, path: str, data: bytes, *, mode: int, owner: int) -> None:
+        """Write one file into the container through the archive API (no shell, no host path)."""
+        directory, _, name = path.rpartition("/")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = mode
+            info.uid = info.gid = owner
+            info.mtime = int(time.time())
+            archive.addfile(info, io.BytesIO(data))
+        if not container.put_archive(directory or "/", buffer.getvalue()):
+            raise OSError(f"writing {path} into container {container.short_id} failed")
+
+    def copy_out(self, container: Container, path: str, dest: Path) -> None:
+        """Stream one regular file out of the container into ``dest`` (never all in memory)."""
+        stream, _ = container.get_archive(path)
+        with tempfile.TemporaryFile() as spool:
+            for chunk in stream:
+                spool.write(chunk)
+            spool.seek(0)
+            with tarfile.open(fileobj=spool) as archive:
+                member = archive.next()
+                extracted = archive.extractfile(member) if member is not None else None
+                if extracted is None:
+                    raise FileNotFoundError(f"{path} is not a regular file in container {container.short_id}")
+                with dest.open("wb") as out:
+                    shutil.copyfileobj(extracted, out, 1 << 20)
+
+    def _stream_api(self) -> Any:
+        # Long silent commands must not hit the request timeout of the main client.
+        if self._streams is None:
+            import docker
+
+            self._streams = docker.APIClient(base_url=self.host, timeout=STREAM_TIMEOUT_SECONDS)
+        return self._streams
 
     def read_file(self, container: Container, path: str) -> bytes:
         """The bytes of one regular file in the container (through the archive API, no shell)."""
@@ -182,16 +298,47 @@ class Engine:
                 raise FileNotFoundError(f"{path} is not a regular file in container {container.short_id}")
             return extracted.read()
 
-    def labelled(self, labels: Mapping[str, str]) -> list[Container]:
-        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+    def labelled(self, labels: Mapping[str, str | None]) -> list[Container]:
+        """Containers carrying every label (a None value: the label with any value)."""
+        filters = {"label": [k if v is None else f"{k}={v}" for k, v in labels.items()]}
         return list(self.client.containers.list(all=True, filters=filters))
 
-    def sweep(self, labels: Mapping[str, str]) -> int:
+    def sweep(self, labels: Mapping[str, str | None]) -> int:
         """Remove every container carrying all ``labels``; returns how many went."""
         leftovers = self.labelled(labels)
         for container in leftovers:
             self.remove(container)
         return len(leftovers)
+
+    def sweep_orphans(self) -> tuple[int, list[str]]:
+        """Remove our containers whose session is gone; returns (removed, owners still running)."""
+        removed, alive = 0, set()
+        for container in self.labelled({LABEL_RUN: None}):
+            owner = container.labels.get(LABEL_OWNER, "")
+            if owner and owner != session_owner() and _owner_alive(owner):
+                alive.add(owner)
+                continue
+            self.remove(container)
+            removed += 1
+        return removed, sorted(alive)
+
+
+def session_owner() -> str:
+    """This process as a container owner: ``<hostname>:<pid>``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's session: we cannot tell, and leftovers are what --pb-cleanup is for
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _short(exc: BaseException) -> str:

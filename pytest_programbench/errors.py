@@ -100,3 +100,48 @@ class EvaluatorCrashed(ProgramBenchError):
             "Rerun this item; if it repeats, the evaluator log in the run directory says where",
         )
         self.instance_id = instance_id
+
+
+class NoAgent(ProgramBenchError):
+    code = "no_agent"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "nothing produces a submission in this session",
+            "Give --pb-agent (none, command, mini-swe-agent or module:attr), define a "
+            "pytest_programbench_agent hook or pb_agent fixture in conftest.py, or score an existing "
+            "run with --pb-submissions DIR",
+        )
+
+
+class AgentUnavailable(ProgramBenchError):
+    code = "agent_unavailable"
+
+    def __init__(self, name: str, detail: str, fix: str = "") -> None:
+        super().__init__(
+            f"agent {name!r} cannot be loaded: {detail}",
+            fix or "Check the --pb-agent value: a built-in name or an importable module:attr",
+        )
+
+
+class AgentCrashed(ProgramBenchError):
+    code = "agent_crashed"
+
+    def __init__(self, instance_id: str, detail: str) -> None:
+        super().__init__(
+            f"the agent raised on {instance_id}: {detail}",
+            "Its workspace was packed into the run directory; fix the agent and rerun the item, or "
+            "score the workspace as it is with --pb-submissions",
+        )
+        self.instance_id = instance_id
+
+
+class WorkspaceUnpackable(ProgramBenchError):
+    code = "pack_failed"
+
+    def __init__(self, instance_id: str, detail: str) -> None:
+        super().__init__(
+            f"packing /workspace of {instance_id} into submission.tar.gz failed: {detail}",
+            "Rerun with --pb-keep and inspect the container (`docker exec -it <id> bash`)",
+        )
+        self.instance_id = instance_id

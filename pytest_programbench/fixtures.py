@@ -1,7 +1,8 @@
 """Fixtures: the steps of one item, each a fixture a conftest.py may override.
 
-An item asks for ``pb_outcome``; that pulls in, in order, the submission, the task
-image, the hidden tests and the engine. Raising in any of them makes the item a
+An item asks for ``pb_outcome``; that pulls in, in order, the task image, the
+submission (replayed, or made by ``pb_agent`` in ``pb_sandbox``), the hidden tests
+and the engine. Raising in any of them makes the item a
 pytest *error* (harness trouble), never a silent zero.
 """
 
@@ -10,14 +11,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_programbench.containers import Engine
-from pytest_programbench.keys import RUN_DIR_KEY, SETTINGS_KEY
-from pytest_programbench.model import Instance, Outcome
+from pytest_programbench.keys import AGENT_RUN_KEY, RUN_DIR_KEY, RUN_ID_KEY, SETTINGS_KEY
+from pytest_programbench.model import AgentRun, Instance, Outcome
 from pytest_programbench.settings import Settings
+
+if TYPE_CHECKING:
+    from pytest_programbench.sandbox import Sandbox
 
 
 @pytest.fixture(scope="session")
@@ -77,22 +81,98 @@ def pb_task(pb_instance: Instance) -> dict[str, Any]:
 
 
 @pytest.fixture
-def pb_submission(pb_instance: Instance, pb_settings: Settings, pb_run_dir: Path) -> Path:
-    """The ``submission.tar.gz`` to score, placed in the run directory.
+def pb_instance_dir(pb_instance: Instance, pb_run_dir: Path) -> Path:
+    """This attempt's directory in the run: ``<run>/<id>`` (``<run>/attempt-<k>/<id>`` with attempts)."""
+    path = pb_run_dir / pb_instance.rel_dir
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
-    Replay (``--pb-submissions DIR``) takes ``DIR/<id>/submission.tar.gz``. Override
-    in conftest.py to produce the archive some other way.
+
+@pytest.fixture
+def pb_submission(
+    pb_instance: Instance, pb_settings: Settings, pb_instance_dir: Path, request: pytest.FixtureRequest
+) -> Path:
+    """The ``submission.tar.gz`` to score, in the instance's run directory.
+
+    Replay (``--pb-submissions DIR``) takes ``DIR/<id>/submission.tar.gz``; otherwise the
+    agent runs in a sandbox and its packed ``/workspace`` is the submission. Override in
+    conftest.py to produce the archive some other way.
     """
     from pytest_programbench.submissions import check_archive, find_submission, place_submission
 
-    if not pb_settings.submissions_dir:
-        raise pytest.UsageError(
-            "programbench: nothing produces submissions in this session; give --pb-submissions DIR "
-            "to score an existing run"
-        )
-    source = find_submission(Path(pb_settings.submissions_dir), pb_instance.instance_id)
-    check_archive(source)
-    return place_submission(source, pb_run_dir, pb_instance.instance_id)
+    if pb_settings.submissions_dir:
+        source = find_submission(Path(pb_settings.submissions_dir), pb_instance.instance_id)
+        check_archive(source)
+        return place_submission(source, pb_instance_dir)
+    run: AgentRun = request.getfixturevalue("pb_agent_run")
+    request.node.stash[AGENT_RUN_KEY] = run
+    return pb_instance_dir / "submission.tar.gz"
+
+
+@pytest.fixture
+def pb_agent(pb_instance: Instance, pytestconfig: pytest.Config) -> Any:
+    """The agent for this instance: a ``pytest_programbench_agent`` hook's answer, else ``--pb-agent``.
+
+    Override in conftest.py to hand every instance your own agent (a callable
+    ``(instance, sandbox)`` or an object with ``run(instance, sandbox)``); an overridden
+    fixture wins over hooks and ``--pb-agent``.
+    """
+    from pytest_programbench.errors import NoAgent
+
+    agent = pytestconfig.hook.pytest_programbench_agent(config=pytestconfig, instance=pb_instance)
+    if agent is None:
+        raise NoAgent()
+    return agent
+
+
+@pytest.fixture
+def pb_sandbox(
+    pb_instance: Instance,
+    pb_image: str,
+    pb_engine: Engine,
+    pb_settings: Settings,
+    pb_cpus: int,
+    pytestconfig: pytest.Config,
+) -> Iterator[Sandbox]:
+    """The agent's container for this item: removed when the item ends unless ``--pb-keep``."""
+    from pytest_programbench.sandbox import Limits, open_sandbox
+
+    limits = Limits(cpus=pb_cpus, memory=pb_settings.memory, network=pb_settings.network)
+    with open_sandbox(
+        pb_engine,
+        pb_image,
+        run_id=pytestconfig.stash[RUN_ID_KEY],
+        worker=os.environ.get("PYTEST_XDIST_WORKER", "main"),
+        instance_id=pb_instance.instance_id,
+        limits=limits,
+        keep=pb_settings.keep,
+    ) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def pb_agent_run(
+    pb_instance: Instance,
+    pb_agent: Any,
+    pb_sandbox: Sandbox,
+    pb_settings: Settings,
+    pb_instance_dir: Path,
+) -> AgentRun:
+    """Run the agent in the sandbox (at most ``--pb-agent-timeout``) and pack ``/workspace``.
+
+    The workspace is packed to ``<id>/submission.tar.gz`` whether the agent finished,
+    timed out or raised; a raising agent then makes the item an error.
+    """
+    from pytest_programbench.agents import as_callable, run_agent, save_trajectory
+    from pytest_programbench.errors import AgentCrashed
+
+    agent = as_callable(pb_agent)
+    run, error = run_agent(agent, pb_instance, pb_sandbox, timeout=pb_settings.agent_timeout)
+    save_trajectory(pb_sandbox, pb_instance_dir / f"{pb_instance.instance_id}.traj.json")
+    pb_sandbox.pack_workspace(pb_instance_dir / "submission.tar.gz")
+    if error is not None:
+        raise AgentCrashed(pb_instance.instance_id, f"{type(error).__name__}: {error}") from error
+    return run
 
 
 @pytest.fixture
@@ -143,11 +223,19 @@ def pb_outcome(
     pb_image: str,
     pb_hidden_tests: Path,
     pb_cpus: int,
-    pb_run_dir: Path,
+    pb_instance_dir: Path,
+    request: pytest.FixtureRequest,
 ) -> Outcome:
     """The instance's score from the official evaluator, written to ``<id>.eval.json``."""
     from pytest_programbench.scoring import score_submission
 
-    return score_submission(
-        pb_instance, pb_submission, blob_dir=pb_hidden_tests, run_dir=pb_run_dir, cpus=pb_cpus, task=pb_task
+    outcome = score_submission(
+        pb_instance,
+        pb_submission,
+        blob_dir=pb_hidden_tests,
+        instance_dir=pb_instance_dir,
+        cpus=pb_cpus,
+        task=pb_task,
     )
+    run = request.node.stash.get(AGENT_RUN_KEY, None)
+    return outcome.with_agent(run) if run is not None else outcome

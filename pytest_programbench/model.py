@@ -3,8 +3,33 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+LANGUAGE_NAMES = {"rust": "Rust", "go": "Go", "c": "C", "cpp": "C++", "haskell": "Haskell", "java": "Java"}
+
+PROMPT = """\
+Rebuild a program from its behaviour.
+
+/workspace holds a compiled program, ./executable, and the documentation that shipped with it. The original
+was written in {language}. Write a new codebase, from scratch, whose build produces an ./executable that
+behaves exactly like the given one: same output, same exit codes, same files written, for every input.
+
+Deliver in /workspace:
+- the source code of your implementation;
+- an executable ./compile.sh that builds it into ./executable at the workspace root, starting from a fresh
+  checkout of your files. It runs without network access, so it cannot download dependencies.
+
+The rules:
+- Learn what the program does only by running it and by reading the bundled documentation.
+- Do not look for the original source anywhere: no repositories, package registries or websites.
+- Do not decompile, disassemble, strace or ltrace ./executable (your own binaries are fair game).
+- Do not wrap, copy or call the given ./executable, or any installed copy of the same tool, from your build
+  or your program.
+Submissions that break these rules are disqualified.
+
+Hidden tests then run your build and count how many of them it passes.
+"""
 
 
 @dataclass(frozen=True)
@@ -24,6 +49,18 @@ class Instance:
     @property
     def image_ref(self) -> str:
         return f"{self.image}:{self.image_tag}"
+
+    @property
+    def rel_dir(self) -> str:
+        """Where this attempt's files live in the run directory; each attempt dir is itself a run dir."""
+        if self.attempts == 1:
+            return self.instance_id
+        return f"attempt-{self.attempt}/{self.instance_id}"
+
+    @property
+    def prompt(self) -> str:
+        """The task statement an agent is given."""
+        return PROMPT.format(language=LANGUAGE_NAMES.get(self.language, self.language))
 
     @property
     def param_id(self) -> str:
@@ -67,6 +104,18 @@ def category_of(score: float) -> str:
 
 
 @dataclass(frozen=True)
+class AgentRun:
+    """What the agent phase of one item did."""
+
+    name: str
+    seconds: float
+    timed_out: bool = False
+    exit_status: str = ""
+    steps: int | None = None
+    cost: float | None = None
+
+
+@dataclass(frozen=True)
 class Outcome:
     """An instance's verdict, as scored by the official evaluator."""
 
@@ -81,6 +130,23 @@ class Outcome:
     error_code: str | None = None
     branch_errors: dict[str, list[str]] = field(default_factory=dict)
     eval_seconds: float = 0.0
+    agent: str | None = None
+    agent_seconds: float | None = None
+    agent_timed_out: bool = False
+    agent_exit_status: str | None = None
+    agent_steps: int | None = None
+    agent_cost: float | None = None
+
+    def with_agent(self, run: AgentRun) -> Outcome:
+        return replace(
+            self,
+            agent=run.name,
+            agent_seconds=run.seconds,
+            agent_timed_out=run.timed_out,
+            agent_exit_status=run.exit_status,
+            agent_steps=run.steps,
+            agent_cost=run.cost,
+        )
 
     @classmethod
     def from_score(cls, instance: Instance, *, score: float, **fields: Any) -> Outcome:
@@ -102,6 +168,8 @@ class Outcome:
             reason += "; branch errors " + ", ".join(
                 f"{b}: {','.join(codes)}" for b, codes in sorted(self.branch_errors.items())
             )
+        if self.agent_timed_out:
+            reason += f"; the agent timed out after {self.agent_seconds or 0:.0f}s"
         return reason
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,11 +7,14 @@ each step in the module named for it:
 2. select    -- read task definitions, apply the selection (tasks.py)
 3. collect   -- one parametrized item per instance (items.py)
 4. provision -- the task image on the engine (images.py, containers.py)
-5. submit    -- the submission archive: replayed from a run (submissions.py)
+5. submit    -- the submission: an agent (agents.py, mini_agent.py) works in a sandboxed
+                task container (sandbox.py) and its /workspace is packed, or an archive
+                is replayed from a run (submissions.py)
 6. score     -- hidden tests (hidden_tests.py) and the official evaluator (scoring.py)
 7. report    -- verdicts on test reports (results.py), header and JSON (reporting.py)
 
 The item's fixtures (fixtures.py) chain steps 4-6; each is overridable in conftest.py.
+Our hook specs (newhooks.py) let conftest.py pick the agent per instance.
 
 Without a ``--pb-*`` selection (or its ini twin) the plugin is inert: it adds no
 items, imports nothing heavy and never talks to Docker.
@@ -31,8 +34,33 @@ from pytest_programbench import settings as _settings
 from pytest_programbench.keys import RUN_DIR_KEY, RUN_ID_KEY, SELECTION_KEY, SETTINGS_KEY
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_programbench import newhooks
+
+    pluginmanager.add_hookspecs(newhooks)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     _settings.add_options(parser)
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if not config.getoption("pb_cleanup"):
+        return None
+    from pytest_programbench.containers import Engine
+    from pytest_programbench.errors import EngineUnavailable
+
+    try:
+        engine = Engine()
+    except EngineUnavailable as exc:
+        print(f"programbench: {exc}")
+        return 1
+    with engine:
+        removed, running = engine.sweep_orphans()
+    print(f"programbench: removed {removed} leftover container(s) from {engine.host}")
+    if running:
+        print(f"programbench: left those of running sessions alone: {', '.join(running)}")
+    return 0
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -113,6 +141,14 @@ def pytest_collection_modifyitems(
     from pytest_programbench.items import make_collector
 
     items.extend(session.genitems(make_collector(session)))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_programbench_agent(config: pytest.Config, instance: Any) -> Any:
+    # Last in line: a conftest's hook (or an overridden pb_agent fixture) wins over --pb-agent.
+    from pytest_programbench.agents import resolve
+
+    return resolve(config.stash[SETTINGS_KEY], config.stash[RUN_DIR_KEY] / instance.rel_dir)
 
 
 @pytest.hookimpl(wrapper=True)

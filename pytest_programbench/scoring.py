@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from programbench.eval.eval import EvaluationResult
 
 
-def eval_json_path(run_dir: Path, instance_id: str) -> Path:
-    return run_dir / instance_id / f"{instance_id}.eval.json"
+def eval_json_path(instance_dir: Path, instance_id: str) -> Path:
+    return instance_dir / f"{instance_id}.eval.json"
 
 
 def score_submission(
@@ -30,7 +30,7 @@ def score_submission(
     submission: Path,
     *,
     blob_dir: Path,
-    run_dir: Path,
+    instance_dir: Path,
     cpus: int,
     branch_retries: int = 1,
     task: dict[str, Any] | None = None,
@@ -65,7 +65,7 @@ def score_submission(
         raise EvaluatorCrashed(instance.instance_id, f"{type(exc).__name__}: {exc}") from exc
     elapsed = time.monotonic() - started
 
-    target = eval_json_path(run_dir, instance.instance_id)
+    target = eval_json_path(instance_dir, instance.instance_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".json.partial")
     partial.write_text(result.model_dump_json(indent=2))

@@ -15,6 +15,7 @@ import gzip
 import io
 import tarfile
 from pathlib import Path
+from typing import Any
 
 INSTANCE_ID = "pbselftest__rpncalc.5e1f7a0"
 IMAGE_TAG = "task_cleanroom_v6"
@@ -237,3 +238,19 @@ def write_submission(kind: str, dest: Path, reference_executable: bytes | None =
     # which runs as `--user agent`; the evaluator's root `tar -x` hands /workspace to that uid.
     _write_targz(archive, _workspace(files), owner=(1000, "agent"))
     return archive
+
+
+def scripted_agent(instance: Any, sandbox: Any) -> dict[str, Any]:
+    """The self-test's agent: writes the reference source and a compile.sh, builds, checks, submits.
+
+    It exercises what every agent does (files in, commands run, a build left in
+    /workspace) without a model, so ``pytest --pb-selftest`` proves the machine can run
+    the whole pipeline.
+    """
+    sandbox.write_file(_SOURCE_NAME, reference_source())
+    sandbox.write_file("compile.sh", _COMPILE_SH, mode=0o755)
+    built = sandbox.exec("./compile.sh && ./executable --version", timeout=120)
+    sandbox.report(steps=3)
+    if built.returncode != 0:
+        return {"exit_status": f"build failed: {built.output.strip()[-200:]}"}
+    return {"exit_status": "Submitted"}

@@ -34,6 +34,9 @@ LANGUAGE_ALIASES: dict[str, str] = {
 LANGUAGES = ("rust", "go", "c", "cpp", "haskell", "java")
 DIFFICULTIES = ("easy", "medium", "hard", "unrated")
 DEFAULT_IMAGE_TAG = "task_cleanroom_v6"
+# mini-swe-agent's ProgramBench config keeps a task container 7 h; the agent gets the same bound.
+DEFAULT_AGENT_TIMEOUT = 7 * 3600
+BUILTIN_AGENTS = ("none", "command", "mini-swe-agent")
 
 
 @dataclass(frozen=True)
@@ -124,13 +127,53 @@ OTHER_OPTIONS = (
     Option("--pb-report", "Write the results as JSON to FILE", "file", metavar="FILE"),
     Option(
         "--pb-cpus",
-        "CPUs per scoring container. Default: the engine's cores, at most 10 (the official value); "
+        "CPUs per agent and scoring container. Default: the engine's cores, at most 10 (the official value); "
         "always clamped to what the engine has",
         "int",
         metavar="N",
     ),
     Option(
         "--pb-pull", "Pull task images: never, missing (default) or always", default="missing", metavar="WHEN"
+    ),
+    Option(
+        "--pb-agent",
+        "Agent that solves each instance: none, command, mini-swe-agent, or module:attr (a callable "
+        "(instance, sandbox) or an object with run(instance, sandbox)). A conftest.py "
+        "pytest_programbench_agent hook or pb_agent fixture takes precedence",
+        metavar="NAME",
+    ),
+    Option(
+        "--pb-agent-cmd",
+        "Host command of the `command` agent; it gets PB_CONTAINER_ID, DOCKER_HOST, PB_INSTANCE_ID, "
+        "PB_WORKSPACE and PB_PROMPT_FILE in its environment",
+        metavar="CMD",
+    ),
+    Option(
+        "--pb-model", "Model of the mini-swe-agent agent, e.g. anthropic/claude-sonnet-4-5", metavar="MODEL"
+    ),
+    Option(
+        "--pb-agent-config",
+        "YAML merged over mini-swe-agent's ProgramBench config (agent, model, environment keys)",
+        "file",
+        metavar="FILE",
+    ),
+    Option(
+        "--pb-agent-timeout",
+        f"Wall-clock limit of the agent phase per instance: seconds or 30m/2h. Default: "
+        f"{DEFAULT_AGENT_TIMEOUT // 3600}h",
+        metavar="S",
+    ),
+    Option(
+        "--pb-memory",
+        "Memory limit of the agent container (e.g. 8g); default: no limit",
+        metavar="SIZE",
+    ),
+    Option("--pb-network", "Give the agent container network access (default: none)", "bool"),
+    Option("--pb-keep", "Keep agent containers after their item, for debugging", "bool"),
+    Option(
+        "--pb-cleanup",
+        "Remove containers left behind by sessions that are no longer running, then exit",
+        "bool",
     ),
     Option(
         "--pb-threshold",
@@ -163,6 +206,14 @@ class Settings:
     report_file: str = ""
     cpus: int = 0  # 0: decide from the engine
     pull: str = "missing"
+    agent: str = ""
+    agent_cmd: str = ""
+    model: str = ""
+    agent_config: str = ""
+    agent_timeout: float = DEFAULT_AGENT_TIMEOUT
+    memory: str = ""
+    network: bool = False
+    keep: bool = False
 
     @property
     def explicit_selection(self) -> bool:
@@ -289,6 +340,27 @@ def parse_fraction(value: object, where: str) -> float:
     return number
 
 
+def parse_duration(value: object, where: str) -> float:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(value).lower())
+    if not match or float(match.group(1)) <= 0:
+        raise _usage(where, value, "expected a duration > 0: seconds, or with s/m/h, e.g. 900, 30m, 2h")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def parse_memory(value: object, where: str) -> str:
+    text = str(value).strip().lower()
+    if not re.fullmatch(r"\d+[bkmg]?", text) or int(re.sub(r"\D", "", text)) == 0:
+        raise _usage(where, value, "expected a size such as 512m or 8g")
+    return text
+
+
+def parse_agent(value: object, where: str) -> str:
+    name = str(value).strip()
+    if name in BUILTIN_AGENTS or name == "selftest" or re.fullmatch(r"[\w.]+:[\w.]+", name):
+        return name
+    raise _usage(where, value, f"expected one of {', '.join(BUILTIN_AGENTS)}, or module:attr")
+
+
 def _resolve_path(value: str, config: pytest.Config, where: str, *, must_exist: bool = True) -> str:
     # CLI paths are relative to where pytest was invoked; ini paths to the ini file.
     base = config.invocation_params.dir
@@ -303,16 +375,14 @@ def _resolve_path(value: str, config: pytest.Config, where: str, *, must_exist: 
 
 
 def _selftest_inputs(config: pytest.Config) -> dict[str, Any]:
-    """The self-test task, its hidden tests and its reference submission, written once per rootdir."""
+    """The self-test task and its hidden tests (written under the rootdir); its agent is scripted."""
     from pytest_programbench import selftest
 
     root = config.rootpath / ".programbench" / "selftest"
-    selftest.write_submission("correct", root / "submissions" / selftest.INSTANCE_ID)
     return {
         "selftest": True,
         "tasks_dir": str(selftest.tasks_dir()),
         "blob_dir": str(selftest.write_blob_dir(root / "blobs")),
-        "submissions_dir": str(root / "submissions"),
     }
 
 
@@ -321,6 +391,11 @@ def resolve(config: pytest.Config) -> Settings:
     raw = {opt.dest: _raw(config, opt) for opt in ALL_OPTIONS}
     active = any(raw[opt.dest][0] is not None for opt in SELECTION_OPTIONS)
     if not active:
+        if config.getoption("pb_agent") is not None:
+            raise pytest.UsageError(
+                "programbench: --pb-agent needs instances to run; add a selection such as "
+                "--pb-language rust, --pb-instance REGEX or --pb-selftest"
+            )
         return Settings(active=False)
 
     def value(dest: str) -> Any:
@@ -364,6 +439,27 @@ def resolve(config: pytest.Config) -> Settings:
         if pull not in ("never", "missing", "always"):
             raise _usage(where("pb_pull"), pull, "accepted: never, missing, always")
         kwargs["pull"] = pull
+    if value("pb_agent") is not None:
+        kwargs["agent"] = parse_agent(value("pb_agent"), where("pb_agent"))
+    for dest in ("pb_agent_cmd", "pb_model"):
+        if value(dest) is not None:
+            kwargs[dest[3:]] = str(value(dest)).strip()
+    if value("pb_agent_config") is not None:
+        path = (Path(config.invocation_params.dir) / os.path.expanduser(value("pb_agent_config"))).resolve()
+        if not path.is_file():
+            raise _usage(where("pb_agent_config"), value("pb_agent_config"), f"{path} is not a file")
+        kwargs["agent_config"] = str(path)
+    if value("pb_agent_timeout") is not None:
+        kwargs["agent_timeout"] = parse_duration(value("pb_agent_timeout"), where("pb_agent_timeout"))
+    if value("pb_memory") is not None:
+        kwargs["memory"] = parse_memory(value("pb_memory"), where("pb_memory"))
+    for dest in ("pb_network", "pb_keep"):
+        if value(dest):
+            kwargs[dest[3:]] = True
+    if kwargs.get("selftest") and not kwargs.get("agent") and not kwargs.get("submissions_dir"):
+        kwargs["agent"] = "selftest"
+    if kwargs.get("agent") == "command" and not kwargs.get("agent_cmd"):
+        raise _usage(where("pb_agent"), "command", "the command agent needs --pb-agent-cmd CMD")
     if value("pb_threshold") is not None:
         kwargs["threshold"] = parse_fraction(value("pb_threshold"), where("pb_threshold"))
     return Settings(active=True, **kwargs)

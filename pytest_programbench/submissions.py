@@ -35,9 +35,9 @@ def check_archive(path: Path) -> None:
         raise SubmissionInvalid(str(path), str(exc) or type(exc).__name__) from None
 
 
-def place_submission(source: Path, run_dir: Path, instance_id: str) -> Path:
-    """Put the archive at ``<run_dir>/<id>/submission.tar.gz`` (no copy when already there)."""
-    target = run_dir / instance_id / ARCHIVE_NAME
+def place_submission(source: Path, instance_dir: Path) -> Path:
+    """Put the archive at ``<instance_dir>/submission.tar.gz`` (no copy when already there)."""
+    target = instance_dir / ARCHIVE_NAME
     if target.exists() and target.resolve() == source.resolve():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
