@@ -115,7 +115,11 @@ def test_python_agent_from_module_attr(
 
 
 def test_fixture_beats_hook_beats_option(pytester: pytest.Pytester, selftest_image: str) -> None:
-    hook = "import agents_for_tests\ndef pytest_programbench_agent(config, instance):\n    return agents_for_tests.shouter\n"
+    hook = (
+        "import agents_for_tests\n"
+        "def pytest_programbench_agent(config, instance):\n"
+        "    return agents_for_tests.shouter\n"
+    )
     _, report = session(pytester, hook, "--pb-agent=none")
     assert only_row(report)["agent_exit_status"] == "from-hook"
     fixture = hook + ("import pytest\n@pytest.fixture\ndef pb_agent():\n    return agents_for_tests.solver\n")

@@ -88,7 +88,7 @@ def test_files_stay_in_the_container(sandbox: Sandbox, tmp_path: Path) -> None:
     assert sandbox.exec("stat -c '%U %a' notes.txt /tmp/run.sh && /tmp/run.sh").output == (
         "agent 644\nagent 755\nran\n"
     )
-    with pytest.raises(Exception, match="notes.txt"):
+    with pytest.raises(Exception, match=r"notes\.txt"):
         sandbox.read_file("/etc/../workspace/missing/notes.txt")
 
 
