@@ -59,13 +59,25 @@ def load_config(settings: Settings) -> dict[str, Any]:
     configs.append({"model": {"model_name": settings.model or UNSET}})
     config: dict[str, Any] = recursive_merge(*configs)
     model = config.get("model", {})
-    if not (model.get("model_name") or model.get("model_class") or os.environ.get("MSWEA_MODEL_NAME")):
+    # mini's get_model needs a model name even when model_class picks the class; without one it
+    # raises only once the agent runs, as a crash inside an already started container.
+    name = model.get("model_name") or os.environ.get("MSWEA_MODEL_NAME")
+    if not name:
         raise AgentUnavailable(
             "mini-swe-agent",
             "no model is set",
             "Give --pb-model (e.g. anthropic/claude-sonnet-4-5), model.model_name in --pb-agent-config, "
             "or MSWEA_MODEL_NAME",
         )
+    if model.get("model_class"):
+        from minisweagent.models import get_model_class
+
+        try:
+            get_model_class(name, model["model_class"])
+        except ValueError as exc:
+            raise AgentUnavailable(
+                "mini-swe-agent", str(exc), "Fix model.model_class in --pb-agent-config"
+            ) from None
     return config
 
 
@@ -132,9 +144,12 @@ class _Progress:
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
+        self.agent: Any = None
 
     def update_instance_status(self, instance_id: str, message: str) -> None:
-        self.sandbox.report(status=message)
+        # Called as each step starts: the step about to run is number n_calls + 1.
+        if self.agent is not None:
+            self.sandbox.report(steps=self.agent.n_calls + 1, cost=self.agent.cost)
 
 
 class MiniSweAgent:
@@ -158,9 +173,11 @@ class MiniSweAgent:
         env = SandboxEnvironment(sandbox, instance.image_ref, **config.get("environment", {}))
         env.execute({"command": _GIT_IDENTITY})
         agent_config = {**config.get("agent", {}), "output_path": traj}
+        progress = _Progress(sandbox)
         agent = bench.ProgramBenchAgent(
-            model, env, progress_manager=_Progress(sandbox), instance_id=iid, **agent_config
+            model, env, progress_manager=progress, instance_id=iid, **agent_config
         )
+        progress.agent = agent
         agent.extra_template_vars = {"instance": _task_vars(instance)}
         exit_status: str | None = None
         try:
