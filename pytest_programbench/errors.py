@@ -26,8 +26,8 @@ class EngineUnavailable(ProgramBenchError):
     def __init__(self, host: str, detail: str) -> None:
         super().__init__(
             f"no Docker engine answers at {host} ({detail})",
-            "Start one (`sudo systemctl start docker`, or `dockerd &`) or point --pb-docker-host / "
-            "DOCKER_HOST at a running engine",
+            "Start one (`sudo systemctl start docker`, or `dockerd &`) or point DOCKER_HOST at a running "
+            "engine",
         )
         self.host = host
 

@@ -21,6 +21,7 @@ from pytest_programbench.model import AgentRun, Instance, Outcome
 from pytest_programbench.settings import Settings
 
 if TYPE_CHECKING:
+    from pytest_programbench.progress import ItemProgress
     from pytest_programbench.sandbox import Sandbox
 
 
@@ -81,6 +82,16 @@ def pb_task(pb_instance: Instance) -> dict[str, Any]:
 
 
 @pytest.fixture
+def pb_progress(pb_instance: Instance, pb_run_dir: Path, pytestconfig: pytest.Config) -> ItemProgress:
+    """Phase reporter of this item: ``<run>/progress.log`` (``tail -f`` it) and stderr."""
+    from pytest_programbench.progress import ItemProgress
+
+    return ItemProgress(
+        pytestconfig, pb_instance.param_id, pb_run_dir, os.environ.get("PYTEST_XDIST_WORKER", "main")
+    )
+
+
+@pytest.fixture
 def pb_instance_dir(pb_instance: Instance, pb_run_dir: Path) -> Path:
     """This attempt's directory in the run: ``<run>/<id>`` (``<run>/attempt-<k>/<id>`` with attempts)."""
     path = pb_run_dir / pb_instance.rel_dir
@@ -95,16 +106,19 @@ def pb_submission(
     """The ``submission.tar.gz`` to score, in the instance's run directory.
 
     Replay (``--pb-submissions DIR``) takes ``DIR/<id>/submission.tar.gz``; otherwise the
-    agent runs in a sandbox and its packed ``/workspace`` is the submission. Override in
-    conftest.py to produce the archive some other way.
+    agent runs in a sandbox and its packed ``/workspace`` is the submission (unless a
+    previous session of this run directory already packed it). Override in conftest.py
+    to produce the archive some other way.
     """
+    from pytest_programbench import resume
     from pytest_programbench.submissions import check_archive, find_submission, place_submission
 
     if pb_settings.submissions_dir:
         source = find_submission(Path(pb_settings.submissions_dir), pb_instance.instance_id)
         check_archive(source)
         return place_submission(source, pb_instance_dir)
-    run: AgentRun = request.getfixturevalue("pb_agent_run")
+    previous = None if pb_settings.force else resume.finished_agent(pb_instance_dir)
+    run: AgentRun = previous if previous is not None else request.getfixturevalue("pb_agent_run")
     request.node.stash[AGENT_RUN_KEY] = run
     return pb_instance_dir / "submission.tar.gz"
 
@@ -157,21 +171,29 @@ def pb_agent_run(
     pb_sandbox: Sandbox,
     pb_settings: Settings,
     pb_instance_dir: Path,
+    pb_progress: ItemProgress,
 ) -> AgentRun:
     """Run the agent in the sandbox (at most ``--pb-agent-timeout``) and pack ``/workspace``.
 
     The workspace is packed to ``<id>/submission.tar.gz`` whether the agent finished,
     timed out or raised; a raising agent then makes the item an error.
     """
-    from pytest_programbench.agents import as_callable, run_agent, save_trajectory
+    from pytest_programbench.agents import agent_name, as_callable, run_agent, save_trajectory
     from pytest_programbench.errors import AgentCrashed
 
     agent = as_callable(pb_agent)
+    pb_sandbox.progress = pb_progress
+    pb_progress(f"agent {agent_name(agent)} started", milestone=True)
     run, error = run_agent(agent, pb_instance, pb_sandbox, timeout=pb_settings.agent_timeout)
+    ending = "timed out" if run.timed_out else f"crashed ({type(error).__name__})" if error else "finished"
+    pb_progress(f"agent {ending} after {run.seconds:.0f}s; packing /workspace", milestone=True)
     save_trajectory(pb_sandbox, pb_instance_dir / f"{pb_instance.instance_id}.traj.json")
     pb_sandbox.pack_workspace(pb_instance_dir / "submission.tar.gz")
     if error is not None:
         raise AgentCrashed(pb_instance.instance_id, f"{type(error).__name__}: {error}") from error
+    from pytest_programbench.resume import mark_agent_done
+
+    mark_agent_done(pb_instance_dir, run)
     return run
 
 
@@ -218,24 +240,44 @@ def pb_hidden_tests(pb_instance: Instance, pb_task: dict[str, Any], pb_settings:
 @pytest.fixture
 def pb_outcome(
     pb_instance: Instance,
-    pb_submission: Path,
-    pb_task: dict[str, Any],
-    pb_image: str,
-    pb_hidden_tests: Path,
-    pb_cpus: int,
+    pb_settings: Settings,
     pb_instance_dir: Path,
     request: pytest.FixtureRequest,
 ) -> Outcome:
-    """The instance's score from the official evaluator, written to ``<id>.eval.json``."""
+    """The instance's score from the official evaluator, written to ``<id>.eval.json``.
+
+    A verdict a previous session left in this run directory is reused, without starting
+    a container, when its submission is unchanged (``--pb-force`` redoes it). Otherwise
+    this asks for ``pb_submission``, ``pb_task``, ``pb_image``, ``pb_hidden_tests`` and
+    ``pb_cpus`` and scores.
+    """
+    from pytest_programbench import resume
     from pytest_programbench.scoring import score_submission
 
+    source = None
+    if pb_settings.submissions_dir:
+        source = Path(pb_settings.submissions_dir) / pb_instance.instance_id / "submission.tar.gz"
+    progress: ItemProgress = request.getfixturevalue("pb_progress")
+    if not pb_settings.force:
+        previous = resume.finished_outcome(pb_instance, pb_instance_dir, source)
+        if previous is not None:
+            progress(f"reused: score {previous.score:.2f} from {pb_instance_dir}", milestone=True)
+            return previous
+    submission: Path = request.getfixturevalue("pb_submission")
+    task: dict[str, Any] = request.getfixturevalue("pb_task")
+    request.getfixturevalue("pb_image")
     outcome = score_submission(
         pb_instance,
-        pb_submission,
-        blob_dir=pb_hidden_tests,
+        submission,
+        blob_dir=request.getfixturevalue("pb_hidden_tests"),
         instance_dir=pb_instance_dir,
-        cpus=pb_cpus,
-        task=pb_task,
+        cpus=request.getfixturevalue("pb_cpus"),
+        task=task,
+        progress=progress,
     )
+    progress(f"scored {outcome.score:.2f} ({outcome.n_resolved}/{outcome.n_tests})", milestone=True)
     run = request.node.stash.get(AGENT_RUN_KEY, None)
-    return outcome.with_agent(run) if run is not None else outcome
+    if run is not None:
+        outcome = outcome.with_agent(run)
+    resume.mark_scored(pb_instance_dir, outcome, source)
+    return outcome

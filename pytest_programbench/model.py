@@ -136,6 +136,7 @@ class Outcome:
     agent_exit_status: str | None = None
     agent_steps: int | None = None
     agent_cost: float | None = None
+    reused: bool = False  # taken from a previous session's run directory (resume)
 
     def with_agent(self, run: AgentRun) -> Outcome:
         return replace(

@@ -87,8 +87,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if workerinput is None:
         from pytest_programbench.results import Collector
 
-        report = (Path(settings.report_file), _report_meta(config)) if settings.report_file else (None, None)
-        config.pluginmanager.register(Collector(*report), "programbench-results")
+        report = Path(settings.report_file) if settings.report_file else None
+        collector = Collector(report, _report_meta(config), threshold=settings.threshold)
+        config.pluginmanager.register(collector, "programbench-results")
     config.addinivalue_line(
         "markers",
         "programbench(language, difficulty): a ProgramBench instance (added by pytest-programbench)",
@@ -102,18 +103,29 @@ def _new_run_id() -> str:
 
 
 def _report_meta(config: pytest.Config) -> dict[str, Any]:
-    from importlib.metadata import version
 
     settings = config.stash[SETTINGS_KEY]
     return {
         "run_id": config.stash[RUN_ID_KEY],
         "run_dir": str(config.stash[RUN_DIR_KEY]),
-        "versions": {
-            "pytest-programbench": version("pytest-programbench"),
-            "programbench": version("programbench"),
-        },
+        "versions": _versions(settings.agent),
         "options": {k: v for k, v in asdict(settings).items() if k != "active"},
     }
+
+
+def _versions(agent: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["pytest-programbench", "programbench", "pytest"]
+    if agent == "mini-swe-agent":
+        names.append("mini-swe-agent")
+    found = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
 
 
 class XdistHooks:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_programbench.model import Selection
-from pytest_programbench.settings import LANGUAGES, Settings
+from pytest_programbench.settings import DIFFICULTIES, LANGUAGES, Settings
 
 
 def header_lines(settings: Settings, selection: Selection) -> list[str]:
@@ -52,30 +52,115 @@ def _selection_lines(settings: Settings, selection: Selection) -> list[str]:
     ]
 
 
-def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """The ProgramBench section: one row per item, then the totals and the error rule."""
+def summary_lines(rows: list[dict[str, Any]], *, threshold: float = 1.0) -> list[str]:
+    """The ProgramBench section: a row per item, aggregates, the overall line and the error rule."""
     if not rows:
         return []
     rows = sorted(rows, key=lambda r: (r["instance_id"], r["attempt"]))
     width = max(len(_label(r)) for r in rows)
-    out = [f"{'instance':<{width}}  {'lang':<7} {'score':>5} {'passed':>11}  outcome"]
+    out = [
+        f"{'instance':<{width}}  {'lang':<7} {'diff':<7} {'score':>5} {'passed':>9}  {'steps':>5} "
+        f"{'cost':>7} {'time':>7}  outcome"
+    ]
     for r in rows:
-        passed = f"{r['n_resolved']}/{r['n_tests']}" if r["outcome"] != "error" else "-"
-        score = f"{r['score']:.2f}" if r["outcome"] != "error" else "-"
+        error = r["outcome"] == "error"
+        passed = "-" if error else f"{r['n_resolved']}/{r['n_tests']}"
+        score = "-" if error else f"{r['score']:.2f}"
+        steps = "" if r.get("agent_steps") is None else str(r["agent_steps"])
+        cost = "" if r.get("agent_cost") is None else f"${r['agent_cost']:.2f}"
+        seconds = (r.get("agent_seconds") or 0.0) + (r.get("eval_seconds") or 0.0)
         note = r.get("reason") or r.get("error_code") or ""
+        if r.get("reused"):
+            note = "reused" + (f"; {note}" if note else "")
         out.append(
-            f"{_label(r):<{width}}  {r['language']:<7} {score:>5} {passed:>11}  {r['outcome']}"
+            f"{_label(r):<{width}}  {r['language']:<7} {r['difficulty']:<7} {score:>5} {passed:>9}  "
+            f"{steps:>5} {cost:>7} {_duration(seconds) if seconds else '':>7}  {r['outcome']}"
             + (f"  ({note})" if note else "")
         )
-    errors = [r for r in rows if r["outcome"] == "error"]
-    summary = totals(rows)
-    out.append(
-        f"mean score {summary['mean_score']:.3f} over {len(rows)} item(s); "
-        + ", ".join(f"{summary[c]} {c}" for c in OUTCOMES if summary[c])
+    if max(r["attempt"] for r in rows) > 1:
+        out.extend(_attempt_lines(rows, threshold))
+    out.extend(_aggregate_lines(rows))
+    summary = totals(rows, threshold=threshold)
+    line = f"mean score {summary['mean_score']:.3f} over {len(rows)} item(s); " + ", ".join(
+        f"{summary[c]} {c}" for c in OUTCOMES if summary[c]
     )
+    if summary["reused"]:
+        line += f" ({summary['reused']} reused from the run directory)"
+    out.append(line)
+    errors = [r for r in rows if r["outcome"] == "error"]
     if errors:
         out.append("errors count as score 0 in the mean (the official rule); their causes:")
         out.extend(f"  {_label(r)}: {r.get('message') or r.get('error_code')}" for r in errors)
+    return out
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 100:
+        return f"{seconds:.1f}s"
+    if seconds < 6000:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _attempt_lines(rows: list[dict[str, Any]], threshold: float) -> list[str]:
+    out = ["per instance over attempts:"]
+    stats = per_instance(rows, threshold)
+    width = max(len(i) for i in stats)
+    for iid, st in sorted(stats.items()):
+        out.append(
+            f"  {iid:<{width}}  mean {st['mean_score']:.3f} over {st['attempts']}  "
+            f"pass@{st['attempts']} {'yes' if st['passed_any'] else 'no'}"
+        )
+    return out
+
+
+def per_instance(rows: list[dict[str, Any]], threshold: float) -> dict[str, dict[str, Any]]:
+    """Mean score over an instance's attempts and whether any attempt passed (pass@k)."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        grouped.setdefault(r["instance_id"], []).append(r)
+    return {
+        iid: {
+            "attempts": len(rs),
+            "mean_score": sum(r["score"] for r in rs) / len(rs),
+            "passed_any": any(r["outcome"] != "error" and r["score"] >= threshold for r in rs),
+        }
+        for iid, rs in grouped.items()
+    }
+
+
+def aggregates(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    """Per value of ``key`` (language, difficulty): instances, mean score, resolved, almost."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(str(r[key]), []).append(r)
+    return {
+        name: {
+            "instances": len({r["instance_id"] for r in rs}),
+            "items": len(rs),
+            "mean_score": sum(r["score"] for r in rs) / len(rs),
+            "resolved": sum(r["outcome"] == "resolved" for r in rs),
+            "almost": sum(r["outcome"] == "almost" for r in rs),
+            "errors": sum(r["outcome"] == "error" for r in rs),
+        }
+        for name, rs in sorted(groups.items(), key=lambda kv: _order(key, kv[0]))
+    }
+
+
+def _order(key: str, value: str) -> tuple[int, str]:
+    known = LANGUAGES if key == "language" else DIFFICULTIES
+    return (known.index(value) if value in known else len(known), value)
+
+
+def _aggregate_lines(rows: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for key in ("language", "difficulty"):
+        for name, agg in aggregates(rows, key).items():
+            out.append(
+                f"{key} {name:<8} {agg['instances']:>4} instance(s)  mean {agg['mean_score']:.3f}  "
+                f"resolved {agg['resolved']}  almost {agg['almost']}"
+                + (f"  errors {agg['errors']}" if agg["errors"] else "")
+            )
     return out
 
 
@@ -83,15 +168,25 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
 OUTCOMES = ("resolved", "almost", "partial", "zero", "error")
 
 
-def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Items, mean score (errors count as 0, the official rule) and a count per outcome."""
+def totals(rows: list[dict[str, Any]], *, threshold: float = 1.0) -> dict[str, Any]:
+    """Items, mean score (errors count as 0, the official rule), counts per outcome, aggregates."""
     n = len(rows)
-    return {
+    stats = per_instance(rows, threshold)
+    attempts = max((r["attempt"] for r in rows), default=1)
+    summary: dict[str, Any] = {
         "n_items": n,
+        "n_instances": len(stats),
         "mean_score": sum(r["score"] for r in rows) / n if n else 0.0,
         "errors_count_as": 0.0,
         **{c: sum(r["outcome"] == c for r in rows) for c in OUTCOMES},
+        "reused": sum(bool(r.get("reused")) for r in rows),
+        "by_language": aggregates(rows, "language"),
+        "by_difficulty": aggregates(rows, "difficulty"),
     }
+    if attempts > 1:
+        summary[f"pass@{attempts}"] = sum(s["passed_any"] for s in stats.values()) / len(stats)
+        summary["per_instance"] = stats
+    return summary
 
 
 def _label(row: dict[str, Any]) -> str:

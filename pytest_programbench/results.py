@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,30 @@ from pytest_programbench.keys import SETTINGS_KEY
 from pytest_programbench.model import Instance, Outcome
 
 REPORT_ATTR = "programbench"
+REPORT_EVERY_SECONDS = 1.0
 CATEGORIES = ("resolved", "almost", "partial", "zero")
 LETTERS = {"resolved": "R", "almost": "A", "partial": "P", "zero": "Z"}
+#: Per-testcase JUnit properties: (property, report key); always written.
+JUNIT_PROPERTIES = (
+    ("pb_score", "score"),
+    ("pb_passed", "n_resolved"),
+    ("pb_total", "n_tests"),
+    ("pb_outcome", "outcome"),
+    ("pb_language", "language"),
+    ("pb_difficulty", "difficulty"),
+    ("pb_error_code", "error_code"),
+    ("pb_eval_seconds", "eval_seconds"),
+)
+#: Written only when known (an agent ran, or the verdict was reused).
+JUNIT_IF_KNOWN = (
+    ("pb_agent", "agent"),
+    ("pb_agent_seconds", "agent_seconds"),
+    ("pb_agent_steps", "agent_steps"),
+    ("pb_agent_cost", "agent_cost"),
+    ("pb_agent_exit_status", "agent_exit_status"),
+    ("pb_agent_timed_out", "agent_timed_out"),
+    ("pb_reused", "reused"),
+)
 
 
 def instance_of(item: pytest.Item) -> Instance | None:
@@ -59,15 +82,18 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
             "outcome": "error",
             "error_code": code,
             "message": message,
+            "eval_seconds": 0.0,
         }
     else:
         return
     setattr(report, REPORT_ATTR, data)
-    for key in ("score", "n_resolved", "n_tests", "outcome", "language", "difficulty", "error_code"):
-        name = {"n_resolved": "pb_passed", "n_tests": "pb_total"}.get(key, f"pb_{key}")
+    # On the item, like record_property: junitxml writes them from the teardown report.
+    for name, key in JUNIT_PROPERTIES:
         value = data.get(key)
-        # On the item, like record_property: junitxml writes them from the teardown report.
         item.user_properties.append((name, "" if value is None else value))
+    for name, key in JUNIT_IF_KNOWN:
+        if data.get(key) not in (None, False):
+            item.user_properties.append((name, data[key]))
 
 
 def teststatus(report: pytest.TestReport) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
@@ -83,27 +109,67 @@ class Collector:
     """Controller-side: gathers every item's verdict from the reports as they arrive.
 
     With ``report_path`` it also keeps the ``--pb-report`` JSON current, written
-    atomically after each verdict and once more at the end.
+    atomically after each verdict and once more at the end. The aggregates become
+    suite-level JUnit properties here, on the controller, so they exist under xdist too.
     """
 
-    def __init__(self, report_path: Path | None = None, meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, report_path: Path | None = None, meta: dict[str, Any] | None = None, *, threshold: float = 1.0
+    ) -> None:
         self.rows: dict[tuple[str, int], dict[str, Any]] = {}
         self.report_path = report_path
         self.meta = meta or {}
+        self.threshold = threshold
+        self._written = 0.0
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, REPORT_ATTR, None)
         if isinstance(data, dict):
             self.rows[(data["instance_id"], data["attempt"])] = data
-            self.write_report()
+            # Current within a second, without rewriting the whole file per item (N^2 on big runs).
+            if time.monotonic() - self._written >= REPORT_EVERY_SECONDS:
+                self.write_report()
 
-    def pytest_sessionfinish(self) -> None:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # tryfirst: before junitxml's own sessionfinish writes the file.
+        from _pytest.junitxml import xml_key
+
+        xml = session.config.stash.get(xml_key, None)
+        if xml is not None and self.rows:
+            for name, value in self.suite_properties():
+                xml.add_global_property(name, value)
         self.write_report()
+
+    def suite_properties(self) -> list[tuple[str, object]]:
+        from pytest_programbench.reporting import OUTCOMES, totals
+
+        summary = totals(list(self.rows.values()), threshold=self.threshold)
+        props: list[tuple[str, object]] = [
+            ("pb_items", summary["n_items"]),
+            ("pb_instances", summary["n_instances"]),
+            ("pb_mean_score", round(summary["mean_score"], 6)),
+            ("pb_errors_count_as", summary["errors_count_as"]),
+            *((f"pb_{c}", summary[c]) for c in OUTCOMES),
+        ]
+        props += [(k.replace("@", "_at_"), round(v, 6)) for k, v in summary.items() if k.startswith("pass@")]
+        for key in ("by_language", "by_difficulty"):
+            for name, agg in summary[key].items():
+                prefix = f"pb_{key[3:]}_{name}"
+                props += [
+                    (f"{prefix}_instances", agg["instances"]),
+                    (f"{prefix}_mean_score", round(agg["mean_score"], 6)),
+                    (f"{prefix}_resolved", agg["resolved"]),
+                    (f"{prefix}_almost", agg["almost"]),
+                ]
+        props += [(f"pb_{k}", v) for k, v in self.meta.items() if isinstance(v, str)]
+        props += [(f"pb_version_{k}", v) for k, v in self.meta.get("versions", {}).items()]
+        return props
 
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         from pytest_programbench.reporting import summary_lines
 
-        lines = summary_lines(list(self.rows.values()))
+        lines = summary_lines(list(self.rows.values()), threshold=self.threshold)
         if lines:
             terminalreporter.write_sep("=", "ProgramBench")
             for line in lines:
@@ -113,7 +179,7 @@ class Collector:
         from pytest_programbench.reporting import totals
 
         rows = [self.rows[k] for k in sorted(self.rows)]
-        return {**self.meta, "instances": rows, "summary": totals(rows)}
+        return {**self.meta, "instances": rows, "summary": totals(rows, threshold=self.threshold)}
 
     def write_report(self) -> None:
         if self.report_path is None:
@@ -122,3 +188,4 @@ class Collector:
         partial = self.report_path.with_name(self.report_path.name + f".{os.getpid()}.partial")
         partial.write_text(json.dumps(self.document(), indent=2))
         partial.replace(self.report_path)
+        self._written = time.monotonic()

@@ -95,6 +95,8 @@ class Sandbox:
         self.record = AgentRecord()
         self._expired = threading.Event()
         self._on_expire: list[Callable[[], object]] = []
+        #: Told of each step the agent reports (the harness sets it to the item's progress).
+        self.progress: Callable[[str], object] | None = None
 
     # -- what agents may know ---------------------------------------------------
 
@@ -142,6 +144,8 @@ class Sandbox:
 
     def report(self, *, steps: int | None = None, cost: float | None = None, **extra: Any) -> None:
         """Record progress (steps, cost, exit_status, trajectory, ...); kept even if the agent times out."""
+        if steps is not None and steps != self.record.steps and self.progress is not None:
+            self.progress(f"agent step {steps}" + (f" (${cost:.2f})" if cost is not None else ""))
         if steps is not None:
             self.record.steps = steps
         if cost is not None:

@@ -9,7 +9,9 @@ retries), write its full result as ``<id>.eval.json``, and take the score the wa
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,16 +36,16 @@ def score_submission(
     cpus: int,
     branch_retries: int = 1,
     task: dict[str, Any] | None = None,
+    progress: Callable[[str], object] | None = None,
 ) -> Outcome:
     """Compile and test ``submission`` in fresh cleanroom containers; write eval.json."""
-    from programbench.eval.eval import Evaluator
     from programbench.utils.load_data import get_active_branches, get_ignored_branches, get_ignored_tests
 
     task = task if task is not None else load_tests(instance)
     active = get_active_branches(task)
     branches = task.get("branches", {})
     ignored = get_ignored_tests(task)
-    evaluator = Evaluator(
+    evaluator = _evaluator_class(progress, len(active))(
         image_name=instance.image,
         solution_branch="submission",
         submission_archive=submission,
@@ -71,6 +73,36 @@ def score_submission(
     partial.write_text(result.model_dump_json(indent=2))
     partial.replace(target)  # never leave a half-written eval.json that looks finished
     return outcome_from_result(instance, result, task=task, eval_seconds=elapsed)
+
+
+def _evaluator_class(progress: Callable[[str], object] | None, n_branches: int) -> Any:
+    """The official Evaluator, telling ``progress`` when it compiles and runs each branch.
+
+    Only observes: each override calls the original unchanged. Should a programbench
+    release rename these methods, the evaluator still runs and progress is just quieter.
+    """
+    from programbench.eval.eval import Evaluator
+
+    if progress is None:
+        return Evaluator
+    report: Callable[[str], object] = progress
+
+    class ObservedEvaluator(Evaluator):
+        _started = 0
+        _lock = threading.Lock()
+
+        def _compile_executable(self, *args: Any, **kwargs: Any) -> Any:
+            report("scoring: compiling the submission")
+            return super()._compile_executable(*args, **kwargs)
+
+        def _evaluate_branch(self, branch: str, *args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                type(self)._started += 1
+                number = type(self)._started
+            report(f"scoring: testing branch {number}/{n_branches} ({branch})")
+            return super()._evaluate_branch(branch, *args, **kwargs)
+
+    return ObservedEvaluator
 
 
 def outcome_from_eval_json(

@@ -169,6 +169,11 @@ OTHER_OPTIONS = (
         metavar="SIZE",
     ),
     Option("--pb-network", "Give the agent container network access (default: none)", "bool"),
+    Option(
+        "--pb-force",
+        "Redo every instance, ignoring results a previous session left in the run directory (--pb-output)",
+        "bool",
+    ),
     Option("--pb-keep", "Keep agent containers after their item, for debugging", "bool"),
     Option(
         "--pb-cleanup",
@@ -214,6 +219,7 @@ class Settings:
     memory: str = ""
     network: bool = False
     keep: bool = False
+    force: bool = False
 
     @property
     def explicit_selection(self) -> bool:
@@ -361,12 +367,15 @@ def parse_agent(value: object, where: str) -> str:
     raise _usage(where, value, f"expected one of {', '.join(BUILTIN_AGENTS)}, or module:attr")
 
 
-def _resolve_path(value: str, config: pytest.Config, where: str, *, must_exist: bool = True) -> str:
+def _base(config: pytest.Config, where: str) -> Path:
     # CLI paths are relative to where pytest was invoked; ini paths to the ini file.
-    base = config.invocation_params.dir
     if where.startswith("ini") and config.inipath is not None:
-        base = config.inipath.parent
-    path = (Path(base) / os.path.expanduser(value)).resolve()
+        return config.inipath.parent
+    return Path(config.invocation_params.dir)
+
+
+def _resolve_path(value: str, config: pytest.Config, where: str, *, must_exist: bool = True) -> str:
+    path = (_base(config, where) / os.path.expanduser(value)).resolve()
     if must_exist and not path.is_dir():
         raise _usage(where, value, f"{path} is not a directory")
     if not must_exist and path.exists() and not path.is_dir():
@@ -430,8 +439,8 @@ def resolve(config: pytest.Config) -> Settings:
     if value("pb_output") is not None:
         kwargs["output_dir"] = _resolve_path(value("pb_output"), config, where("pb_output"), must_exist=False)
     if value("pb_report") is not None:
-        base = config.invocation_params.dir
-        kwargs["report_file"] = str((Path(base) / os.path.expanduser(value("pb_report"))).resolve())
+        base = _base(config, where("pb_report"))
+        kwargs["report_file"] = str((base / os.path.expanduser(value("pb_report"))).resolve())
     if value("pb_cpus") is not None:
         kwargs["cpus"] = parse_positive_int(value("pb_cpus"), where("pb_cpus"))
     if value("pb_pull") is not None:
@@ -445,7 +454,8 @@ def resolve(config: pytest.Config) -> Settings:
         if value(dest) is not None:
             kwargs[dest[3:]] = str(value(dest)).strip()
     if value("pb_agent_config") is not None:
-        path = (Path(config.invocation_params.dir) / os.path.expanduser(value("pb_agent_config"))).resolve()
+        base = _base(config, where("pb_agent_config"))
+        path = (base / os.path.expanduser(value("pb_agent_config"))).resolve()
         if not path.is_file():
             raise _usage(where("pb_agent_config"), value("pb_agent_config"), f"{path} is not a file")
         kwargs["agent_config"] = str(path)
@@ -453,7 +463,7 @@ def resolve(config: pytest.Config) -> Settings:
         kwargs["agent_timeout"] = parse_duration(value("pb_agent_timeout"), where("pb_agent_timeout"))
     if value("pb_memory") is not None:
         kwargs["memory"] = parse_memory(value("pb_memory"), where("pb_memory"))
-    for dest in ("pb_network", "pb_keep"):
+    for dest in ("pb_network", "pb_keep", "pb_force"):
         if value(dest):
             kwargs[dest[3:]] = True
     if kwargs.get("selftest") and not kwargs.get("agent") and not kwargs.get("submissions_dir"):

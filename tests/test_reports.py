@@ -1,0 +1,344 @@
+"""Reports users read and CI keeps: the terminal section, JUnit, the JSON report, resume and --lf.
+
+Sessions run on clones of the self-test task, one instance id per behaviour, so a
+single session holds a resolved, a partial, a zero (failure) and an error.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import clone_selftest
+from junitparser import JUnitXml, Properties, Property
+
+from pytest_programbench import selftest
+from pytest_programbench.containers import LABEL_RUN, Engine
+
+CPUS = "1"
+NAMES = ["good", "half", "broken", "crash"]
+
+# One agent per behaviour, chosen by instance id; "slow" blocks so a test can interrupt it.
+CONFTEST = """
+import os, time
+from pathlib import Path
+from pytest_programbench import selftest
+
+SOURCE = selftest.reference_source()
+PARTIAL = SOURCE.replace("__builtin_sub_overflow(a, b, &r)", "__builtin_sub_overflow(b, a, &r)")
+COMPILE = "#!/bin/sh\\nset -e\\ngcc -O2 -o executable rpncalc.c\\n"
+CALLS = Path(__file__).parent / "agent-calls.log"
+
+def behaviour(instance, sandbox):
+    with CALLS.open("a") as f:
+        f.write(instance.instance_id + "\\n")
+    kind = instance.instance_id.split("__")[1].split(".")[0]
+    if kind == "crash":
+        raise RuntimeError("the model went away")
+    if kind == "slow":
+        sandbox.exec("sleep 600")
+    if kind in ("good", "half", "slow"):
+        sandbox.write_file("rpncalc.c", SOURCE if kind != "half" else PARTIAL)
+        sandbox.write_file("compile.sh", COMPILE, mode=0o755)
+    sandbox.report(steps=len(kind), cost=0.5)
+
+def pytest_programbench_agent(config, instance):
+    return behaviour
+"""
+
+
+@pytest.fixture(scope="module")
+def clones(engine: Engine, selftest_image: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("reports")
+    tasks, blobs, ids = clone_selftest(engine, root, [*NAMES, "slow"])
+    return {"tasks": tasks, "blobs": blobs, "ids": dict(zip([*NAMES, "slow"], ids, strict=True))}
+
+
+def instance_filter(*names: str) -> str:
+    return "--pb-instance=pbselftest__(" + "|".join(names) + r")\."
+
+
+def agent_session(
+    pytester: pytest.Pytester, clones: dict[str, Any], out: Path, *args: str
+) -> pytest.RunResult:
+    pytester.makeconftest(CONFTEST)
+    return pytester.runpytest_subprocess(
+        f"--pb-tasks-dir={clones['tasks']}",
+        f"--pb-blob-dir={clones['blobs']}",
+        "--pb-pull=never",
+        f"--pb-cpus={CPUS}",
+        f"--pb-output={out}",
+        f"--pb-report={out / 'report.json'}",
+        f"--junitxml={out / 'junit.xml'}",
+        *args,
+    )
+
+
+def rows_of(out: Path) -> dict[str, dict[str, Any]]:
+    return {r["instance_id"]: r for r in json.loads((out / "report.json").read_text())["instances"]}
+
+
+def properties(element: Any) -> dict[str, str]:
+    """The <properties> of a junitparser suite or case, as a dict."""
+    return {
+        p.name: p.value for group in element.iterchildren(Properties) for p in group.iterchildren(Property)
+    }
+
+
+@pytest.mark.parametrize("processes", [["-p", "no:xdist"], ["-n", "2"]], ids=["n0", "n2"])
+def test_reports_of_an_agent_run(
+    pytester: pytest.Pytester, clones: dict[str, Any], engine: Engine, processes: list[str]
+) -> None:
+    ids = clones["ids"]
+    out = pytester.path / "out"
+    result = agent_session(pytester, clones, out, instance_filter(*NAMES), *processes)
+    assert result.parseoutcomes() == {"resolved": 1, "partial": 1, "zero": 1, "errors": 1}
+
+    # Terminal: a row per instance, aggregates, the overall line, errors apart with their cause.
+    result.stdout.fnmatch_lines(
+        [
+            "*= ProgramBench =*",
+            "instance * lang * diff * score * passed * steps * cost * time * outcome",
+            f"{ids['broken']} * c * easy * 0.00 * 0/18 * 6 * $0.50 * zero  (score 0.00 (0/18 hidden tests)"
+            " < 1.00: compile_failed)",
+            f"{ids['crash']} * c * easy * - * - * error  (agent_crashed)",
+            f"{ids['good']} * c * easy * 1.00 * 18/18 * 4 * $0.50 * resolved",
+            f"{ids['half']} * c * easy * 0.83 * 15/18 * 4 * $0.50 * partial  (score 0.83 (15/18 hidden*",
+            "language c * 4 instance(s)  mean 0.458  resolved 1  almost 0  errors 1",
+            "difficulty easy * 4 instance(s)  mean 0.458  resolved 1  almost 0  errors 1",
+            "mean score 0.458 over 4 item(s); 1 resolved, 1 partial, 1 zero, 1 error",
+            "errors count as score 0 in the mean (the official rule); their causes:",
+            f"  {ids['crash']}: the agent raised on {ids['crash']}: RuntimeError: the model went away*",
+        ]
+    )
+
+    # JSON report.
+    rows = rows_of(out)
+    assert {i: (r["score"], r["n_resolved"], r["n_tests"], r["outcome"]) for i, r in rows.items()} == {
+        ids["good"]: (1.0, 18, 18, "resolved"),
+        ids["half"]: (15 / 18, 15, 18, "partial"),
+        ids["broken"]: (0.0, 0, 18, "zero"),
+        ids["crash"]: (0.0, 0, 0, "error"),
+    }
+    assert rows[ids["good"]]["agent_steps"] == 4 and rows[ids["good"]]["agent_cost"] == 0.5
+    document = json.loads((out / "report.json").read_text())
+    assert document["summary"]["by_language"]["c"] == {
+        "instances": 4,
+        "items": 4,
+        "mean_score": pytest.approx(33 / 72),
+        "resolved": 1,
+        "almost": 0,
+        "errors": 1,
+    }
+    assert document["versions"]["programbench"].startswith("1.2.")
+    assert document["options"]["threshold"] == 1.0
+
+    # JUnit, parsed: per-testcase and suite-level properties, the latter from the controller.
+    xml = JUnitXml.fromfile(str(out / "junit.xml"))
+    [suite] = list(xml)
+    suite_props = properties(suite)
+    assert suite_props["pb_mean_score"] == str(round(33 / 72, 6))
+    assert (suite_props["pb_resolved"], suite_props["pb_error"], suite_props["pb_language_c_instances"]) == (
+        "1",
+        "1",
+        "4",
+    )
+    cases = {case.name: properties(case) for case in suite}
+    good = cases[f"instance[{ids['good']}]"]
+    assert (good["pb_score"], good["pb_passed"], good["pb_total"], good["pb_outcome"]) == (
+        "1.0",
+        "18",
+        "18",
+        "resolved",
+    )
+    assert float(good["pb_agent_seconds"]) > 0 and float(good["pb_eval_seconds"]) > 0
+    assert good["pb_agent_steps"] == "4" and good["pb_agent_cost"] == "0.5"
+    assert cases[f"instance[{ids['crash']}]"]["pb_error_code"] == "agent_crashed"
+    assert cases[f"instance[{ids['broken']}]"]["pb_error_code"] == "compile_failed"
+
+    # The status file a user follows with tail -f.
+    progress = (out / "progress.log").read_text()
+    for phase in ("agent behaviour started", "scoring: compiling the submission", "testing branch 2/2"):
+        assert phase in progress
+    assert engine.labelled({LABEL_RUN: document["run_id"]}) == []
+
+
+def test_replay_reports_and_attempts(pytester: pytest.Pytester, clones: dict[str, Any]) -> None:
+    ids = clones["ids"]
+    runs = pytester.path / "runs"
+    selftest.write_submission("correct", runs / ids["good"])
+    selftest.write_submission("partial", runs / ids["half"])
+    out = pytester.path / "out"
+    result = pytester.runpytest_subprocess(
+        f"--pb-tasks-dir={clones['tasks']}",
+        f"--pb-blob-dir={clones['blobs']}",
+        f"--pb-submissions={runs}",
+        instance_filter("good", "half"),
+        "--pb-attempts=2",
+        "--pb-pull=never",
+        f"--pb-cpus={CPUS}",
+        f"--pb-output={out}",
+        f"--pb-report={out / 'report.json'}",
+        "-n",
+        "2",
+    )
+    assert result.parseoutcomes() == {"resolved": 2, "partial": 2}
+    result.stdout.fnmatch_lines(
+        [
+            "per instance over attempts:",
+            f"  {ids['good']}  mean 1.000 over 2  pass@2 yes",
+            f"  {ids['half']}  mean 0.833 over 2  pass@2 no",
+        ]
+    )
+    summary = json.loads((out / "report.json").read_text())["summary"]
+    assert summary["pass@2"] == 0.5
+    for attempt in (1, 2):
+        assert (out / f"attempt-{attempt}" / ids["half"] / f"{ids['half']}.eval.json").is_file()
+
+
+def wait_for(path: Path, text: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} never appeared in {path}")
+
+
+def container_creations(engine: Engine, since: int, image_names: list[str]) -> list[str]:
+    """Images of the containers created since ``since`` (from the engine's event log)."""
+    events = engine.client.events(
+        since=since, until=int(time.time()) + 1, decode=True, filters={"event": "create"}
+    )
+    images = [e.get("from", "") for e in events if e.get("Type") == "container"]
+    return [i for i in images if any(i.startswith(name) for name in image_names)]
+
+
+def test_an_interrupted_run_resumes_without_redoing_finished_work(
+    pytester: pytest.Pytester, clones: dict[str, Any], engine: Engine
+) -> None:
+    from programbench.constants import image_name_from_instance_id
+
+    ids = clones["ids"]
+    names = ["good", "half", "slow", "broken"]
+
+    def options(out: Path) -> list[str]:
+        return [
+            "-p",
+            "no:cacheprovider",
+            f"--pb-tasks-dir={clones['tasks']}",
+            f"--pb-blob-dir={clones['blobs']}",
+            "--pb-pull=never",
+            f"--pb-cpus={CPUS}",
+            "--pb-agent-timeout=5",
+            f"--pb-output={out}",
+            f"--pb-report={out / 'report.json'}",
+            instance_filter(*names),
+        ]
+
+    out = pytester.path / "out"
+    pytester.makeconftest(CONFTEST)
+    # Ctrl-C while the last instance's agent (slow) works; broken, good and half are finished by then.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *options(out)],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(out / "progress.log", f"{ids['slow']} +0s agent behaviour started")
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=120)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "KeyboardInterrupt" in output
+    assert sorted(rows_of(out)) == sorted([ids["broken"], ids["good"], ids["half"]])
+    assert not (out / ids["slow"] / "programbench.json").exists()
+    assert engine.labelled({LABEL_RUN: json.loads((out / "report.json").read_text())["run_id"]}) == []
+
+    # Resume: the finished three are reused (no container, no agent call); slow runs again.
+    (pytester.path / "agent-calls.log").unlink()
+    # The event log counts whole seconds: start the resumed session in a second of its own.
+    started = int(time.time()) + 1
+    time.sleep(started - time.time())
+    resumed = pytester.runpytest_subprocess(*options(out))
+    assert resumed.parseoutcomes() == {"resolved": 1, "partial": 1, "zero": 2}
+    resumed.stdout.fnmatch_lines(["*(3 reused from the run directory)*"])
+    assert (pytester.path / "agent-calls.log").read_text().split() == [ids["slow"]]
+    finished_images = [image_name_from_instance_id(ids[n]) for n in ("broken", "good", "half")]
+    assert container_creations(engine, started, finished_images) == []
+    resumed_rows = rows_of(out)
+    assert resumed_rows[ids["good"]]["reused"] and not resumed_rows[ids["slow"]]["reused"]
+
+    # The final results equal those of a run nobody interrupted.
+    fresh = pytester.runpytest_subprocess(*options(pytester.path / "fresh"))
+    assert fresh.parseoutcomes() == resumed.parseoutcomes()
+    keep = ("score", "n_resolved", "n_tests", "outcome", "error_code", "agent_steps", "agent_timed_out")
+    assert {i: {k: r[k] for k in keep} for i, r in resumed_rows.items()} == {
+        i: {k: r[k] for k in keep} for i, r in rows_of(pytester.path / "fresh").items()
+    }
+
+
+def test_force_redoes_everything(pytester: pytest.Pytester, clones: dict[str, Any]) -> None:
+    out = pytester.path / "out"
+    first = agent_session(pytester, clones, out, instance_filter("broken"))
+    assert first.parseoutcomes() == {"zero": 1}
+    again = agent_session(pytester, clones, out, instance_filter("broken"))
+    assert rows_of(out)[clones["ids"]["broken"]]["reused"] is True
+    assert again.parseoutcomes() == {"zero": 1}
+    forced = agent_session(pytester, clones, out, instance_filter("broken"), "--pb-force")
+    assert forced.parseoutcomes() == {"zero": 1}
+    assert rows_of(out)[clones["ids"]["broken"]]["reused"] is False
+    assert (pytester.path / "agent-calls.log").read_text().split() == [clones["ids"]["broken"]] * 2
+
+
+def test_a_changed_submission_is_scored_again(pytester: pytest.Pytester, clones: dict[str, Any]) -> None:
+    ids = clones["ids"]
+    runs = pytester.path / "runs"
+    selftest.write_submission("partial", runs / ids["half"])
+    args = [
+        f"--pb-tasks-dir={clones['tasks']}",
+        f"--pb-blob-dir={clones['blobs']}",
+        f"--pb-submissions={runs}",
+        instance_filter("half"),
+        "--pb-pull=never",
+        f"--pb-cpus={CPUS}",
+        f"--pb-output={pytester.path / 'out'}",
+        f"--pb-report={pytester.path / 'out' / 'report.json'}",
+    ]
+    assert pytester.runpytest_subprocess(*args).parseoutcomes() == {"partial": 1}
+    selftest.write_submission("correct", runs / ids["half"])
+    assert pytester.runpytest_subprocess(*args).parseoutcomes() == {"resolved": 1}
+    assert rows_of(pytester.path / "out")[ids["half"]]["reused"] is False
+
+
+def test_last_failed_reruns_exactly_the_failures_and_errors(
+    pytester: pytest.Pytester, clones: dict[str, Any]
+) -> None:
+    pytester.makeconftest(CONFTEST)
+    args = [
+        f"--pb-tasks-dir={clones['tasks']}",
+        f"--pb-blob-dir={clones['blobs']}",
+        "--pb-pull=never",
+        f"--pb-cpus={CPUS}",
+        instance_filter(*NAMES),
+    ]
+    first = pytester.runpytest_subprocess(*args, "-n", "2")
+    assert first.parseoutcomes() == {"resolved": 1, "partial": 1, "zero": 1, "errors": 1}
+    (pytester.path / "agent-calls.log").unlink()
+    again = pytester.runpytest_subprocess(*args, "--lf")
+    again.stdout.fnmatch_lines(["run-last-failure: rerun previous 3 failures*"])
+    assert again.parseoutcomes() == {"partial": 1, "zero": 1, "errors": 1, "deselected": 1}
+    ids = clones["ids"]
+    assert sorted((pytester.path / "agent-calls.log").read_text().split()) == sorted(
+        [ids["half"], ids["broken"], ids["crash"]]
+    )
