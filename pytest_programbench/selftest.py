@@ -113,8 +113,9 @@ def reference_source() -> str:
 _Member = tuple[str, int, bytes | None]
 
 
-def _write_targz(dest: Path, members: list[_Member], owner: tuple[int, str] = (0, "root")) -> None:
-    """Write members to a tar.gz whose bytes depend on the arguments only (no clock, umask or order)."""
+def write_targz(dest: Path, members: list[_Member], owner: tuple[int, str] = (0, "root")) -> Path:
+    """Write members (name, mode, content or None for a directory) to a tar.gz whose bytes depend on
+    the arguments only (no clock, umask or order); return ``dest``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
@@ -132,6 +133,7 @@ def _write_targz(dest: Path, members: list[_Member], owner: tuple[int, str] = (0
                 tar.addfile(info, io.BytesIO(content))
     with dest.open("wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
         gz.write(raw.getvalue())
+    return dest
 
 
 def _branch_members(branch: str) -> list[_Member]:
@@ -158,7 +160,7 @@ def write_blob_dir(dest: Path) -> Path:
     """
     tests = dest / INSTANCE_ID / "tests"
     for branch in branch_names():
-        _write_targz(tests / f"{branch}.tar.gz", _branch_members(branch))
+        write_targz(tests / f"{branch}.tar.gz", _branch_members(branch))
     return dest
 
 
@@ -205,7 +207,7 @@ def write_submission(kind: str, dest: Path, reference_executable: bytes | None =
         archive.write_bytes(b"this is not a gzip archive\n")
         return archive
     if kind == "empty":
-        _write_targz(archive, [])
+        write_targz(archive, [])
         return archive
     if kind == "correct":
         files = {"compile.sh": (0o755, _COMPILE_SH), _SOURCE_NAME: (0o644, src)}
@@ -236,7 +238,7 @@ def write_submission(kind: str, dest: Path, reference_executable: bytes | None =
         }
     # Owned by agent (1000) like a workspace archived inside the task container by mini-swe-agent,
     # which runs as `--user agent`; the evaluator's root `tar -x` hands /workspace to that uid.
-    _write_targz(archive, _workspace(files), owner=(1000, "agent"))
+    write_targz(archive, _workspace(files), owner=(1000, "agent"))
     return archive
 
 

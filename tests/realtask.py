@@ -19,16 +19,14 @@ name, which :func:`expected_counts` reproduces on the host.
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import shutil
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pytest_programbench.containers import Engine
+from pytest_programbench.selftest import write_targz
 
 IMAGE_TAG = "task_cleanroom_v6"
 
@@ -65,9 +63,6 @@ cd "$(dirname "$0")/.."
 python3 eval/judge.py
 """
 
-# A member is (name, mode, content); content None means a directory.
-_Member = tuple[str, int, bytes | None]
-
 
 def package_tasks_dir() -> Path:
     from programbench.constants import TASKS_DIR
@@ -98,26 +93,6 @@ def expected_counts(iid: str, passes: Callable[[str], bool]) -> tuple[int, int]:
     """(n_resolved, n_tests) when a test passes iff ``passes(test name)``."""
     tests = counted_tests(load_task(iid))
     return sum(passes(t.split("/", 1)[1]) for t in tests), len(tests)
-
-
-def write_targz(dest: Path, members: list[_Member], owner: tuple[int, str] = (0, "root")) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for name, mode, content in members:
-            info = tarfile.TarInfo(name)
-            info.mode, info.mtime = mode, 0
-            info.uid = info.gid = owner[0]
-            info.uname = info.gname = owner[1]
-            if content is None:
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-            else:
-                info.size = len(content)
-                tar.addfile(info, io.BytesIO(content))
-    with dest.open("wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
-        gz.write(raw.getvalue())
-    return dest
 
 
 def write_task(iid: str, tasks: Path, blobs: Path) -> None:
