@@ -203,6 +203,7 @@ def pb_image(
     pb_engine: Engine,
     pb_settings: Settings,
     pb_shared_dir: Path,
+    pb_progress: ItemProgress,
     pytestconfig: pytest.Config,
 ) -> str:
     """The task image reference, present on the engine (pulled once per session if allowed)."""
@@ -210,18 +211,26 @@ def pb_image(
     from pytest_programbench.progress import announcer
 
     announce = announcer(pytestconfig)
+    noted: list[bool] = []
+
+    def progress(line: str) -> None:
+        # Layer lines go to stderr; the status file gets one line for the whole pull or build.
+        if not noted:
+            noted.append(True)
+            pb_progress(f"pulling or building {pb_instance.image_ref}")
+        announce(line)
 
     if pb_settings.selftest:
         from pytest_programbench.images import ensure_selftest_image
 
-        ensure_selftest_image(pb_engine, pb_instance.image_ref, lock_dir=pb_shared_dir, progress=announce)
+        ensure_selftest_image(pb_engine, pb_instance.image_ref, lock_dir=pb_shared_dir, progress=progress)
     else:
         ensure_image(
             pb_engine,
             pb_instance.image_ref,
             policy=pb_settings.pull,
             lock_dir=pb_shared_dir,
-            progress=announce,
+            progress=progress,
         )
     return pb_instance.image_ref
 

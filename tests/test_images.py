@@ -310,3 +310,6 @@ def test_pull_progress_is_visible_with_default_options(
     result, _ = run_session(pytester, monkeypatch, mirror, *mode, instances("pull-a"))
     seen = [line for line in result.outlines + result.errlines if "Pull complete" in line]
     assert seen, "no pull progress in the session's stdout or stderr"
+    # ... and the status file says, once, which item waited for the pull.
+    status = (pytester.path / "out" / "progress.log").read_text()
+    assert status.count("pulling or building ") == 1 and "pbselftest_1776_pull-a" in status, status
