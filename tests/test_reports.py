@@ -7,6 +7,7 @@ single session holds a resolved, a partial, a zero (failure) and an error.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -42,6 +43,7 @@ def behaviour(instance, sandbox):
     if kind == "crash":
         raise RuntimeError("the model went away")
     if kind == "slow":
+        (Path(__file__).parent / "slow.pid").write_text(str(os.getpid()))
         sandbox.exec("sleep 600")
     if kind in ("good", "half", "slow"):
         sandbox.write_file("rpncalc.c", SOURCE if kind != "half" else PARTIAL)
@@ -286,6 +288,53 @@ def test_an_interrupted_run_resumes_without_redoing_finished_work(
     assert {i: {k: r[k] for k in keep} for i, r in resumed_rows.items()} == {
         i: {k: r[k] for k in keep} for i, r in rows_of(pytester.path / "fresh").items()
     }
+
+
+def test_a_killed_worker_loses_nothing_and_leaks_nothing(
+    pytester: pytest.Pytester, clones: dict[str, Any], engine: Engine
+) -> None:
+    ids = clones["ids"]
+    out = pytester.path / "out"
+    args = [
+        instance_filter("good", "half", "slow", "broken"),
+        "--pb-agent-timeout=5",
+        "-p",
+        "no:cacheprovider",
+    ]
+    pytester.makeconftest(CONFTEST)
+    pidfile = pytester.path / "slow.pid"
+    options = [
+        f"--pb-tasks-dir={clones['tasks']}",
+        f"--pb-blob-dir={clones['blobs']}",
+        "--pb-pull=never",
+        f"--pb-cpus={CPUS}",
+        f"--pb-output={out}",
+        f"--pb-report={out / 'report.json'}",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *options, *args, "-n", "2", "--max-worker-restart=1"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(out / "progress.log", f"{ids['slow']} +0s agent behaviour started")
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)  # the xdist worker running the slow agent
+        output = proc.communicate(timeout=300)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "crashed while running" in output, output
+    assert "removed 1 container(s) a crashed worker left behind" in output, output
+    run_id = json.loads((out / "report.json").read_text())["run_id"]
+    assert engine.labelled({LABEL_RUN: run_id}) == []
+    assert not (out / ids["slow"] / "programbench.json").exists()
+
+    (pytester.path / "agent-calls.log").unlink()
+    resumed = pytester.runpytest_subprocess(*options, *args)
+    assert resumed.parseoutcomes() == {"resolved": 1, "partial": 1, "zero": 2}
+    resumed.stdout.fnmatch_lines(["*(3 reused from the run directory)*"])
+    assert (pytester.path / "agent-calls.log").read_text().split() == [ids["slow"]]
 
 
 def test_force_redoes_everything(pytester: pytest.Pytester, clones: dict[str, Any]) -> None:
