@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pytest_programbench.errors import EngineUnavailable, ImageMissing, ImagePullFailed
 
@@ -265,9 +265,15 @@ class Engine:
             raise OSError(f"writing {path} into container {container.short_id} failed")
 
     def copy_out(self, container: Container, path: str, dest: Path) -> None:
-        """Stream one regular file out of the container into ``dest`` (never all in memory)."""
+        """Stream one regular file out of the container into ``dest``."""
+        with dest.open("wb") as out:
+            self._copy_file(container, path, out)
+
+    def _copy_file(self, container: Container, path: str, out: BinaryIO) -> None:
+        # The archive API wraps the file in a tar; spooled, so a small file stays in memory
+        # and a large one (a workspace archive) never is.
         stream, _ = container.get_archive(path)
-        with tempfile.TemporaryFile() as spool:
+        with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
             for chunk in stream:
                 spool.write(chunk)
             spool.seek(0)
@@ -276,8 +282,7 @@ class Engine:
                 extracted = archive.extractfile(member) if member is not None else None
                 if extracted is None:
                     raise FileNotFoundError(f"{path} is not a regular file in container {container.short_id}")
-                with dest.open("wb") as out:
-                    shutil.copyfileobj(extracted, out, 1 << 20)
+                shutil.copyfileobj(extracted, out, 1 << 20)
 
     def _stream_api(self) -> Any:
         # Long silent commands must not hit the request timeout of the main client.
@@ -289,14 +294,9 @@ class Engine:
 
     def read_file(self, container: Container, path: str) -> bytes:
         """The bytes of one regular file in the container (through the archive API, no shell)."""
-        stream, _ = container.get_archive(path)
-        buffer = io.BytesIO(b"".join(stream))
-        with tarfile.open(fileobj=buffer) as archive:
-            member = archive.next()
-            extracted = archive.extractfile(member) if member is not None else None
-            if extracted is None:
-                raise FileNotFoundError(f"{path} is not a regular file in container {container.short_id}")
-            return extracted.read()
+        buffer = io.BytesIO()
+        self._copy_file(container, path, buffer)
+        return buffer.getvalue()
 
     def labelled(self, labels: Mapping[str, str | None]) -> list[Container]:
         """Containers carrying every label (a None value: the label with any value)."""
