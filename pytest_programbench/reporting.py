@@ -77,10 +77,10 @@ def summary_lines(rows: list[dict[str, Any]], *, threshold: float = 1.0) -> list
             f"{steps:>5} {cost:>7} {_duration(seconds) if seconds else '':>7}  {r['outcome']}"
             + (f"  ({note})" if note else "")
         )
-    if max(r["attempt"] for r in rows) > 1:
-        out.extend(_attempt_lines(rows, threshold))
-    out.extend(_aggregate_lines(rows))
     summary = totals(rows, threshold=threshold)
+    if "per_instance" in summary:  # more than one attempt
+        out.extend(_attempt_lines(summary["per_instance"]))
+    out.extend(_aggregate_lines(summary))
     line = f"mean score {summary['mean_score']:.3f} over {len(rows)} item(s); " + ", ".join(
         f"{summary[c]} {c}" for c in OUTCOMES if summary[c]
     )
@@ -102,9 +102,8 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def _attempt_lines(rows: list[dict[str, Any]], threshold: float) -> list[str]:
+def _attempt_lines(stats: dict[str, dict[str, Any]]) -> list[str]:
     out = ["per instance over attempts:"]
-    stats = per_instance(rows, threshold)
     width = max(len(i) for i in stats)
     for iid, st in sorted(stats.items()):
         out.append(
@@ -152,10 +151,10 @@ def _order(key: str, value: str) -> tuple[int, str]:
     return (known.index(value) if value in known else len(known), value)
 
 
-def _aggregate_lines(rows: list[dict[str, Any]]) -> list[str]:
+def _aggregate_lines(summary: dict[str, Any]) -> list[str]:
     out = []
     for key in ("language", "difficulty"):
-        for name, agg in aggregates(rows, key).items():
+        for name, agg in summary[f"by_{key}"].items():
             out.append(
                 f"{key} {name:<8} {agg['instances']:>4} instance(s)  mean {agg['mean_score']:.3f}  "
                 f"resolved {agg['resolved']}  almost {agg['almost']}"
