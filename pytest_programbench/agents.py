@@ -21,7 +21,6 @@ import importlib
 import inspect
 import json
 import os
-import shlex
 import signal
 import subprocess
 import threading
@@ -205,10 +204,7 @@ class CommandAgent:
                 code = proc.wait()
             finally:
                 _kill_group(proc)
-        return {
-            "exit_status": "Submitted" if code == 0 else f"exit {code}",
-            "command": shlex.split(self.command)[:1],
-        }
+        return {"exit_status": "Submitted" if code == 0 else f"exit {code}"}
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

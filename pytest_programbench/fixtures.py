@@ -19,6 +19,7 @@ from pytest_programbench.containers import Engine
 from pytest_programbench.keys import AGENT_RUN_KEY, RUN_DIR_KEY, RUN_ID_KEY, SETTINGS_KEY
 from pytest_programbench.model import AgentRun, Instance, Outcome
 from pytest_programbench.settings import Settings
+from pytest_programbench.submissions import ARCHIVE_NAME, submission_path
 
 if TYPE_CHECKING:
     from pytest_programbench.progress import ItemProgress
@@ -120,7 +121,7 @@ def pb_submission(
     previous = None if pb_settings.force else resume.finished_agent(pb_instance_dir)
     run: AgentRun = previous if previous is not None else request.getfixturevalue("pb_agent_run")
     request.node.stash[AGENT_RUN_KEY] = run
-    return pb_instance_dir / "submission.tar.gz"
+    return pb_instance_dir / ARCHIVE_NAME
 
 
 @pytest.fixture
@@ -188,7 +189,7 @@ def pb_agent_run(
     ending = "timed out" if run.timed_out else f"crashed ({type(error).__name__})" if error else "finished"
     pb_progress(f"agent {ending} after {run.seconds:.0f}s; packing /workspace", milestone=True)
     save_trajectory(pb_sandbox, pb_instance_dir / f"{pb_instance.instance_id}.traj.json")
-    pb_sandbox.pack_workspace(pb_instance_dir / "submission.tar.gz")
+    pb_sandbox.pack_workspace(pb_instance_dir / ARCHIVE_NAME)
     if error is not None:
         raise AgentCrashed(pb_instance.instance_id, f"{type(error).__name__}: {error}") from error
     from pytest_programbench.resume import mark_agent_done
@@ -265,7 +266,7 @@ def pb_outcome(
 
     source = None
     if pb_settings.submissions_dir:
-        source = Path(pb_settings.submissions_dir) / pb_instance.instance_id / "submission.tar.gz"
+        source = submission_path(Path(pb_settings.submissions_dir), pb_instance.instance_id)
     progress: ItemProgress = request.getfixturevalue("pb_progress")
     if not pb_settings.force:
         previous = resume.finished_outcome(pb_instance, pb_instance_dir, source)

@@ -91,6 +91,8 @@ def pytest_configure(config: pytest.Config) -> None:
         collector = Collector(report, _report_meta(config), threshold=settings.threshold)
         config.pluginmanager.register(collector, "programbench-results")
         if not settings.submissions_dir and not settings.keep:
+            from pytest_programbench.sandbox import LeftoverSweep
+
             config.pluginmanager.register(LeftoverSweep(run_id), "programbench-sweep")
     config.addinivalue_line(
         "markers",
@@ -128,37 +130,6 @@ def _versions(agent: str) -> dict[str, str]:
         except PackageNotFoundError:
             found[name] = "not installed"
     return found
-
-
-class LeftoverSweep:
-    """Controller-only: at the end, remove agent containers a killed xdist worker could not.
-
-    A worker removes its sandbox when the item ends; one that dies mid-item (OOM, kill -9)
-    leaves it running. Every worker is gone by the controller's sessionfinish, so anything
-    still labelled with this run is a leftover.
-    """
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if session.testscollected == 0:
-            return
-        from pytest_programbench.containers import LABEL_RUN, Engine
-        from pytest_programbench.errors import EngineUnavailable
-
-        try:
-            with Engine() as engine:
-                removed = engine.sweep({LABEL_RUN: self.run_id})
-        except EngineUnavailable:
-            return
-        if removed:
-            reporter = session.config.pluginmanager.getplugin("terminalreporter")
-            if reporter is not None:
-                reporter.write_line(
-                    f"programbench: removed {removed} container(s) a crashed worker left behind"
-                )
 
 
 class XdistHooks:

@@ -6,6 +6,7 @@ no-new-privileges, CPU/memory/pids limits and our labels. Agents reach it only t
 :class:`Sandbox`: commands with a timeout, file reads and writes inside the container.
 Nothing here touches the host's filesystem except :meth:`Sandbox.pack_workspace`, which
 writes the submission archive into the run directory. The hidden tests never enter.
+At the end of a session the controller sweeps whatever a killed worker left running.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from pytest_programbench.containers import (
     LABEL_INSTANCE,
@@ -245,3 +248,33 @@ def open_sandbox(
     with engine.container(image, labels=labels, keep=keep, **options) as container:
         user, uid = agent_user(engine, image, container)
         yield Sandbox(engine, container, user=user, uid=uid, env=env, instance_id=instance_id)
+
+
+class LeftoverSweep:
+    """Controller-only: at the end, remove agent containers a killed xdist worker could not.
+
+    A worker removes its sandbox when the item ends; one that dies mid-item (OOM, kill -9)
+    leaves it running. Every worker is gone by the controller's sessionfinish, so anything
+    still labelled with this run is a leftover.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if session.testscollected == 0:
+            return
+        from pytest_programbench.errors import EngineUnavailable
+
+        try:
+            with Engine() as engine:
+                removed = engine.sweep({LABEL_RUN: self.run_id})
+        except EngineUnavailable:
+            return
+        if removed:
+            reporter = session.config.pluginmanager.getplugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(
+                    f"programbench: removed {removed} container(s) a crashed worker left behind"
+                )

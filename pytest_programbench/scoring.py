@@ -9,7 +9,7 @@ retries), write its full result as ``<id>.eval.json``, and take the score the wa
 
 from __future__ import annotations
 
-import threading
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -87,19 +87,15 @@ def _evaluator_class(progress: Callable[[str], object] | None, n_branches: int) 
         return Evaluator
     report: Callable[[str], object] = progress
 
-    class ObservedEvaluator(Evaluator):
-        _started = 0
-        _lock = threading.Lock()
+    numbers = itertools.count(1)  # branches run in a thread pool; next() on a count is atomic
 
+    class ObservedEvaluator(Evaluator):
         def _compile_executable(self, *args: Any, **kwargs: Any) -> Any:
             report("scoring: compiling the submission")
             return super()._compile_executable(*args, **kwargs)
 
         def _evaluate_branch(self, branch: str, *args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                type(self)._started += 1
-                number = type(self)._started
-            report(f"scoring: testing branch {number}/{n_branches} ({branch})")
+            report(f"scoring: testing branch {next(numbers)}/{n_branches} ({branch})")
             return super()._evaluate_branch(branch, *args, **kwargs)
 
     return ObservedEvaluator

@@ -18,8 +18,13 @@ from pytest_programbench.errors import NoSubmission, SubmissionInvalid
 ARCHIVE_NAME = "submission.tar.gz"
 
 
+def submission_path(run_dir: Path, instance_id: str) -> Path:
+    """Where a run directory keeps an instance's archive (the layout `programbench eval` reads)."""
+    return run_dir / instance_id / ARCHIVE_NAME
+
+
 def find_submission(run_dir: Path, instance_id: str) -> Path:
-    path = run_dir / instance_id / ARCHIVE_NAME
+    path = submission_path(run_dir, instance_id)
     if not path.is_file():
         raise NoSubmission(instance_id, str(run_dir))
     return path
