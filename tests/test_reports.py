@@ -39,7 +39,7 @@ CALLS = Path(__file__).parent / "agent-calls.log"
 def behaviour(instance, sandbox):
     with CALLS.open("a") as f:
         f.write(instance.instance_id + "\\n")
-    kind = instance.instance_id.split("__")[1].split(".")[0]
+    kind = instance.instance_id.split("__")[1].split(".")[0].split("-")[-1]  # "resumed-good" too
     if kind == "crash":
         raise RuntimeError("the model went away")
     if kind == "slow":
@@ -66,19 +66,24 @@ def instance_filter(*names: str) -> str:
     return "--pb-instance=pbselftest__(" + "|".join(names) + r")\."
 
 
-def agent_session(
-    pytester: pytest.Pytester, clones: dict[str, Any], out: Path, *args: str
-) -> pytest.RunResult:
-    pytester.makeconftest(CONFTEST)
-    return pytester.runpytest_subprocess(
+def session_options(clones: dict[str, Any], out: Path) -> list[str]:
+    """The clones as the task set, results (and a JSON report) in ``out``."""
+    return [
         f"--pb-tasks-dir={clones['tasks']}",
         f"--pb-blob-dir={clones['blobs']}",
         "--pb-pull=never",
         f"--pb-cpus={CPUS}",
         f"--pb-output={out}",
         f"--pb-report={out / 'report.json'}",
-        f"--junitxml={out / 'junit.xml'}",
-        *args,
+    ]
+
+
+def agent_session(
+    pytester: pytest.Pytester, clones: dict[str, Any], out: Path, *args: str
+) -> pytest.RunResult:
+    pytester.makeconftest(CONFTEST)
+    return pytester.runpytest_subprocess(
+        *session_options(clones, out), f"--junitxml={out / 'junit.xml'}", *args
     )
 
 
@@ -223,26 +228,19 @@ def container_creations(engine: Engine, since: int, image_names: list[str]) -> l
 
 
 def test_an_interrupted_run_resumes_without_redoing_finished_work(
-    pytester: pytest.Pytester, clones: dict[str, Any], engine: Engine
+    pytester: pytest.Pytester, engine: Engine, selftest_image: str, tmp_path: Path
 ) -> None:
     from programbench.constants import image_name_from_instance_id
 
-    ids = clones["ids"]
+    # Images of this test's own: the engine's event log below must not see another test's containers.
     names = ["good", "half", "slow", "broken"]
+    tasks, blobs, own_ids = clone_selftest(engine, tmp_path, [f"resumed_{n}" for n in names])
+    clones = {"tasks": tasks, "blobs": blobs}
+    ids = dict(zip(names, own_ids, strict=True))
 
     def options(out: Path) -> list[str]:
-        return [
-            "-p",
-            "no:cacheprovider",
-            f"--pb-tasks-dir={clones['tasks']}",
-            f"--pb-blob-dir={clones['blobs']}",
-            "--pb-pull=never",
-            f"--pb-cpus={CPUS}",
-            "--pb-agent-timeout=5",
-            f"--pb-output={out}",
-            f"--pb-report={out / 'report.json'}",
-            instance_filter(*names),
-        ]
+        selection = instance_filter(*(f"resumed-{n}" for n in names))
+        return [*session_options(clones, out), "-p", "no:cacheprovider", "--pb-agent-timeout=5", selection]
 
     out = pytester.path / "out"
     pytester.makeconftest(CONFTEST)
@@ -303,14 +301,7 @@ def test_a_killed_worker_loses_nothing_and_leaks_nothing(
     ]
     pytester.makeconftest(CONFTEST)
     pidfile = pytester.path / "slow.pid"
-    options = [
-        f"--pb-tasks-dir={clones['tasks']}",
-        f"--pb-blob-dir={clones['blobs']}",
-        "--pb-pull=never",
-        f"--pb-cpus={CPUS}",
-        f"--pb-output={out}",
-        f"--pb-report={out / 'report.json'}",
-    ]
+    options = session_options(clones, out)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", *options, *args, "-n", "2", "--max-worker-restart=1"],
         cwd=pytester.path,
