@@ -150,7 +150,7 @@ def test_hanging_agent_is_stopped_and_its_workspace_scored(
         1,
     )
     assert 4 <= row["agent_seconds"] < 30
-    result.stdout.fnmatch_lines(["*15/18 hidden tests) < 1.00; the agent timed out after 4s*"])
+    result.stdout.fnmatch_lines(["*15/18 hidden tests) < 1.00; the agent timed out after *s*"])
     assert_no_leftovers(engine, report)
 
 
