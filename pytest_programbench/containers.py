@@ -99,6 +99,15 @@ class Engine:
             return False
         return True
 
+    def image_id(self, ref: str) -> str:
+        """The content id (``sha256:...``) ``ref`` names now; a tag can be re-pointed, an id cannot."""
+        from docker.errors import ImageNotFound
+
+        try:
+            return str(self.client.images.get(ref).id)
+        except ImageNotFound:
+            raise ImageMissing(ref) from None
+
     def require_image(self, ref: str, fix: str = "") -> None:
         if not self.image_exists(ref):
             raise ImageMissing(ref, fix)
@@ -298,6 +307,48 @@ class Engine:
         self._copy_file(container, path, buffer)
         return buffer.getvalue()
 
+    # -- observing a container without running anything in it -------------------
+
+    def changes(self, container_id: str) -> list[tuple[str, str]]:
+        """The container's filesystem diff against its image: (``A``/``C``/``D``, path) pairs."""
+        kinds = {0: "C", 1: "A", 2: "D"}
+        return [(kinds.get(c["Kind"], "?"), c["Path"]) for c in self.client.api.diff(container_id) or []]
+
+    def is_dir(self, container_id: str, path: str) -> bool:
+        """Whether ``path`` is a directory in the container (a stat through the archive API)."""
+        import base64
+        import json
+
+        api = self.client.api
+        response = api.head(api._url("/containers/{0}/archive", container_id), params={"path": path})
+        if response.status_code == 404:
+            return False
+        response.raise_for_status()
+        stat = json.loads(base64.b64decode(response.headers.get("X-Docker-Container-Path-Stat", "")))
+        return bool(int(stat.get("mode", 0)) & (1 << 31))  # Go's os.ModeDir
+
+    def processes(self, container_id: str) -> list[str]:
+        """Command lines of the processes running in the container (``docker top``)."""
+        top = self.client.api.top(container_id)
+        titles = top.get("Titles") or []
+        column = titles.index("CMD") if "CMD" in titles else len(titles) - 1
+        return [str(row[column]) for row in top.get("Processes") or []]
+
+    @contextlib.contextmanager
+    def archive(self, container_id: str, path: str) -> Iterator[BinaryIO]:
+        """``path`` in the container as an uncompressed tar stream (file-like, read once)."""
+        from docker.errors import NotFound
+
+        try:
+            stream, _ = self.client.api.get_archive(container_id, path, chunk_size=1 << 20)
+        except NotFound:
+            stream = iter([_EMPTY_TAR])
+        reader = io.BufferedReader(_ChunkReader(stream), 1 << 20)
+        try:
+            yield reader
+        finally:
+            reader.close()
+
     def labelled(self, labels: Mapping[str, str | None]) -> list[Container]:
         """Containers carrying every label (a None value: the label with any value)."""
         filters = {"label": [k if v is None else f"{k}={v}" for k, v in labels.items()]}
@@ -321,6 +372,37 @@ class Engine:
             self.remove(container)
             removed += 1
         return removed, sorted(alive)
+
+
+_EMPTY_TAR = b"\0" * 1024
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-once file over an iterator of byte chunks (an HTTP body), for tarfile's stream mode."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+        super().close()
 
 
 def session_owner() -> str:

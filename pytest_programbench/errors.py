@@ -145,3 +145,15 @@ class WorkspaceUnpackable(ProgramBenchError):
             "Rerun with --pb-keep and inspect the container (`docker exec -it <id> bash`)",
         )
         self.instance_id = instance_id
+
+
+class ImageChanged(ProgramBenchError):
+    code = "image_changed"
+
+    def __init__(self, image: str, pinned: str, now: str, when: str) -> None:
+        super().__init__(
+            f"task image {image} changed {when}: it was {pinned}, it is now {now}",
+            "Something re-tagged it (an agent that can reach the engine?); this item is not scored. "
+            f"Restore the tag (`docker tag {pinned} {image}`, or pull it again) and rerun the item",
+        )
+        self.image = image

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -143,7 +144,7 @@ def pb_agent(pb_instance: Instance, pytestconfig: pytest.Config) -> Any:
 @pytest.fixture
 def pb_sandbox(
     pb_instance: Instance,
-    pb_image: str,
+    pb_image_id: str,
     pb_engine: Engine,
     pb_settings: Settings,
     pb_cpus: int,
@@ -155,7 +156,7 @@ def pb_sandbox(
     limits = Limits(cpus=pb_cpus, memory=pb_settings.memory, network=pb_settings.network)
     with open_sandbox(
         pb_engine,
-        pb_image,
+        pb_image_id,
         run_id=pytestconfig.stash[RUN_ID_KEY],
         worker=os.environ.get("PYTEST_XDIST_WORKER", "main"),
         instance_id=pb_instance.instance_id,
@@ -237,6 +238,19 @@ def pb_image(
 
 
 @pytest.fixture
+def pb_image_id(pb_image: str, pb_engine: Engine, pb_shared_dir: Path) -> str:
+    """The task image's id (``sha256:...``), recorded before anything runs from it.
+
+    The sandbox and every scoring container start from this id, never from the tag, so a
+    tag re-pointed during the run (``docker commit`` over it) changes nothing we score; and
+    a tag that moved is an error naming both ids.
+    """
+    from pytest_programbench.images import pin_image
+
+    return pin_image(pb_engine, pb_image, lock_dir=pb_shared_dir)
+
+
+@pytest.fixture
 def pb_hidden_tests(pb_instance: Instance, pb_task: dict[str, Any], pb_settings: Settings) -> Path:
     """The directory holding ``tests/<branch>.tar.gz`` for every active branch."""
     from programbench.utils.load_data import get_active_branches
@@ -262,6 +276,8 @@ def pb_outcome(
     ``pb_cpus`` and scores.
     """
     from pytest_programbench import resume
+    from pytest_programbench.images import check_pinned
+    from pytest_programbench.integrity import Audit
     from pytest_programbench.scoring import score_submission
 
     source = None
@@ -272,10 +288,13 @@ def pb_outcome(
         previous = resume.finished_outcome(pb_instance, pb_instance_dir, source)
         if previous is not None:
             progress(f"reused: score {previous.score:.2f} from {pb_instance_dir}", milestone=True)
-            return previous
+            return _counted(previous, pb_settings)
+    image_id: str = request.getfixturevalue("pb_image_id")
     submission: Path = request.getfixturevalue("pb_submission")
     task: dict[str, Any] = request.getfixturevalue("pb_task")
-    request.getfixturevalue("pb_image")
+    image: str = request.getfixturevalue("pb_image")
+    engine: Engine = request.getfixturevalue("pb_engine")
+    check_pinned(engine, image, image_id, when="while the agent worked")
     outcome = score_submission(
         pb_instance,
         submission,
@@ -284,10 +303,19 @@ def pb_outcome(
         cpus=request.getfixturevalue("pb_cpus"),
         task=task,
         progress=progress,
+        image=image_id,
+        audit=Audit(engine, task.get("eval_clean_hashes", [])),
     )
+    check_pinned(engine, image, image_id, when="while the submission was scored")
     progress(f"scored {outcome.score:.2f} ({outcome.n_resolved}/{outcome.n_tests})", milestone=True)
     run = request.node.stash.get(AGENT_RUN_KEY, None)
     if run is not None:
         outcome = outcome.with_agent(run)
+    outcome = replace(outcome, image_id=image_id)
     resume.mark_scored(pb_instance_dir, outcome, source)
-    return outcome
+    return _counted(outcome, pb_settings)
+
+
+def _counted(outcome: Outcome, settings: Settings) -> Outcome:
+    """The outcome as the session counts it: strict integrity zeroes a flagged instance."""
+    return outcome.counted_strictly() if settings.integrity == "strict" else outcome

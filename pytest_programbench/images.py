@@ -8,10 +8,15 @@ whether pulling is allowed at all.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 from pytest_programbench.containers import Engine
+from pytest_programbench.errors import ImageChanged, ImageMissing
+
+IMAGE_IDS = "image-ids.json"
 
 
 def ensure_image(
@@ -65,3 +70,35 @@ def ensure_selftest_image(
             progress(f"{ref}: building from {selftest.image_context()} (base {base})")
         engine.build(str(selftest.image_context()), ref, args)
         return "built"
+
+
+def pin_image(engine: Engine, ref: str, *, lock_dir: Path) -> str:
+    """The id ``ref`` names now, recorded for the session (all workers); the first id seen wins.
+
+    An item whose tag names another id than an earlier item saw is an error: between the
+    two, something re-tagged the image (an agent with the engine's socket can).
+    """
+    from filelock import FileLock
+
+    image_id = engine.image_id(ref)
+    record = lock_dir / IMAGE_IDS
+    key = f"{engine.host}|{ref}"
+    with FileLock(str(record) + ".lock"):
+        ids = json.loads(record.read_text()) if record.is_file() else {}
+        first = ids.setdefault(key, image_id)
+        if first != image_id:
+            raise ImageChanged(ref, first, image_id, "since an earlier item of this session used it")
+        partial = record.with_name(f"{record.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps(ids, indent=2))
+        partial.replace(record)
+    return image_id
+
+
+def check_pinned(engine: Engine, ref: str, pinned: str, *, when: str) -> None:
+    """Raise ImageChanged unless ``ref`` still names ``pinned``."""
+    try:
+        now = engine.image_id(ref)
+    except ImageMissing:
+        now = "no image (the tag was removed)"
+    if now != pinned:
+        raise ImageChanged(ref, pinned, now, when)

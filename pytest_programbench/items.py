@@ -39,6 +39,11 @@ class ProgramBenchCollector(pytest.Module):
         return list(self._genfunctions("instance", instance))
 
 
+def nodeid_of(inst: Instance) -> str:
+    """The node id pytest gives an instance's item (the collector's nodeid is fixed, see below)."""
+    return f"{COLLECTOR_NAME}::{instance.__name__}[{inst.param_id}]"
+
+
 def make_collector(session: pytest.Session) -> ProgramBenchCollector:
     path = session.config.rootpath / COLLECTOR_NAME
     return ProgramBenchCollector.from_parent(session, path=path, name=COLLECTOR_NAME, nodeid=COLLECTOR_NAME)

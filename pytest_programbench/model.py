@@ -137,6 +137,17 @@ class Outcome:
     agent_steps: int | None = None
     agent_cost: float | None = None
     reused: bool = False  # taken from a previous session's run directory (resume)
+    #: The integrity audit's findings (integrity.Finding as dicts); empty when it saw nothing.
+    findings: list[dict[str, str]] = field(default_factory=list)
+    #: Set when --pb-integrity strict counted a flagged instance as 0: the evaluator's score.
+    official_score: float | None = None
+    image_id: str | None = None  # the task image scored (sha256:...), pinned before the agent ran
+
+    def counted_strictly(self) -> Outcome:
+        """Under ``--pb-integrity strict``: a flagged instance counts 0, its official score kept beside."""
+        if not self.findings or self.official_score is not None:
+            return self
+        return replace(self, score=0.0, category=category_of(0.0), official_score=self.score)
 
     def with_agent(self, run: AgentRun) -> Outcome:
         return replace(
@@ -162,6 +173,13 @@ class Outcome:
         )
 
     def failure_reason(self, threshold: float) -> str:
+        if self.official_score is not None:
+            from pytest_programbench.integrity import describe
+
+            return (
+                f"counted 0 under --pb-integrity strict (official score {self.official_score:.2f}, "
+                f"{self.n_resolved}/{self.n_tests} hidden tests): {describe(self.findings)}"
+            )
         reason = f"score {self.score:.2f} ({self.n_resolved}/{self.n_tests} hidden tests) < {threshold:.2f}"
         if self.error_code:
             reason += f": {self.error_code}"
@@ -171,6 +189,10 @@ class Outcome:
             )
         if self.agent_timed_out:
             reason += f"; the agent timed out after {self.agent_seconds or 0:.0f}s"
+        if self.findings:
+            from pytest_programbench.integrity import describe
+
+            reason += f"; integrity: {describe(self.findings)}"
         return reason
 
     def to_dict(self) -> dict[str, Any]:

@@ -85,10 +85,17 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(), "programbench-xdist")
     if workerinput is None:
+        from pytest_programbench.items import nodeid_of
         from pytest_programbench.results import Collector
 
         report = Path(settings.report_file) if settings.report_file else None
-        collector = Collector(report, _report_meta(config), threshold=settings.threshold)
+        collector = Collector(
+            report,
+            _report_meta(config),
+            threshold=settings.threshold,
+            integrity=settings.integrity,
+            instances={nodeid_of(i): i for i in config.stash[SELECTION_KEY].instances},
+        )
         config.pluginmanager.register(collector, "programbench-results")
         if not settings.submissions_dir and not settings.keep:
             from pytest_programbench.sandbox import LeftoverSweep

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_programbench.integrity import Finding
 from pytest_programbench.model import Selection
 from pytest_programbench.settings import DIFFICULTIES, LANGUAGES, Settings
 
@@ -52,7 +53,9 @@ def _selection_lines(settings: Settings, selection: Selection) -> list[str]:
     ]
 
 
-def summary_lines(rows: list[dict[str, Any]], *, threshold: float = 1.0) -> list[str]:
+def summary_lines(
+    rows: list[dict[str, Any]], *, threshold: float = 1.0, integrity: str = "report"
+) -> list[str]:
     """The ProgramBench section: a row per item, aggregates, the overall line and the error rule."""
     if not rows:
         return []
@@ -77,7 +80,8 @@ def summary_lines(rows: list[dict[str, Any]], *, threshold: float = 1.0) -> list
             f"{steps:>5} {cost:>7} {_duration(seconds) if seconds else '':>7}  {r['outcome']}"
             + (f"  ({note})" if note else "")
         )
-    summary = totals(rows, threshold=threshold)
+    summary = totals(rows, threshold=threshold, integrity=integrity)
+    out.extend(_integrity_lines(rows, integrity))
     if "per_instance" in summary:  # more than one attempt
         out.extend(_attempt_lines(summary["per_instance"]))
     out.extend(_aggregate_lines(summary))
@@ -91,6 +95,25 @@ def summary_lines(rows: list[dict[str, Any]], *, threshold: float = 1.0) -> list
     if errors:
         out.append("errors count as score 0 in the mean (the official rule); their causes:")
         out.extend(f"  {_label(r)}: {r.get('message') or r.get('error_code')}" for r in errors)
+    return out
+
+
+def _integrity_lines(rows: list[dict[str, Any]], integrity: str) -> list[str]:
+    """The Integrity section: each flagged instance with its findings, and what they did to the score."""
+    flagged = [r for r in rows if r.get("findings")]
+    if not flagged:
+        return []
+    effect = (
+        "counted as 0 (--pb-integrity strict)"
+        if integrity == "strict"
+        else "official scores kept; --pb-integrity strict counts them 0"
+    )
+    out = [f"Integrity: {len(flagged)} of {len(rows)} item(s) flagged, {effect}:"]
+    for r in flagged:
+        official = r.get("official_score")
+        shown = f"official {official:.2f}" if official is not None else f"score {r['score']:.2f}"
+        out.append(f"  {_label(r)} ({shown}):")
+        out.extend(f"    {Finding(**f)}" for f in r["findings"])
     return out
 
 
@@ -167,8 +190,13 @@ def _aggregate_lines(summary: dict[str, Any]) -> list[str]:
 OUTCOMES = ("resolved", "almost", "partial", "zero", "error")
 
 
-def totals(rows: list[dict[str, Any]], *, threshold: float = 1.0) -> dict[str, Any]:
-    """Items, mean score (errors count as 0, the official rule), counts per outcome, aggregates."""
+def totals(
+    rows: list[dict[str, Any]], *, threshold: float = 1.0, integrity: str = "report"
+) -> dict[str, Any]:
+    """Items, mean score (errors count as 0, the official rule), counts per outcome, aggregates.
+
+    Under strict integrity a flagged row already carries score 0 (its official score beside).
+    """
     n = len(rows)
     stats = per_instance(rows, threshold)
     attempts = max((r["attempt"] for r in rows), default=1)
@@ -179,6 +207,8 @@ def totals(rows: list[dict[str, Any]], *, threshold: float = 1.0) -> dict[str, A
         "errors_count_as": 0.0,
         **{c: sum(r["outcome"] == c for r in rows) for c in OUTCOMES},
         "reused": sum(bool(r.get("reused")) for r in rows),
+        "flagged": sum(bool(r.get("findings")) for r in rows),
+        "integrity": integrity,
         "by_language": aggregates(rows, "language"),
         "by_difficulty": aggregates(rows, "difficulty"),
     }

@@ -34,6 +34,7 @@ JUNIT_PROPERTIES = (
     ("pb_difficulty", "difficulty"),
     ("pb_error_code", "error_code"),
     ("pb_eval_seconds", "eval_seconds"),
+    ("pb_integrity", "integrity"),
 )
 #: Written only when known (an agent ran, or the verdict was reused).
 JUNIT_IF_KNOWN = (
@@ -44,6 +45,8 @@ JUNIT_IF_KNOWN = (
     ("pb_agent_exit_status", "agent_exit_status"),
     ("pb_agent_timed_out", "agent_timed_out"),
     ("pb_reused", "reused"),
+    ("pb_official_score", "official_score"),
+    ("pb_image_id", "image_id"),
 )
 
 
@@ -58,32 +61,24 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
     inst = instance_of(item)
     if inst is None:
         return
-    base = {
-        "instance_id": inst.instance_id,
-        "attempt": inst.attempt,
-        "language": inst.language,
-        "difficulty": inst.difficulty,
-    }
+    base = base_row(inst)
     outcome = item.funcargs.get("pb_outcome") if hasattr(item, "funcargs") else None
     if report.when == "call" and isinstance(outcome, Outcome):
         data = {**base, **outcome.to_dict(), "outcome": outcome.category}
         threshold = item.config.stash[SETTINGS_KEY].threshold
         if outcome.score < threshold:
             data["reason"] = outcome.failure_reason(threshold)
+        if outcome.findings:
+            from pytest_programbench.integrity import describe
+
+            data["integrity"] = describe(outcome.findings, limit=len(outcome.findings))
+            data.setdefault("reason", f"integrity: {describe(outcome.findings)}")
+            report.sections.append(("ProgramBench integrity", data["integrity"].replace("; ", "\n")))
     elif report.failed and report.when in ("setup", "call"):
         exc = call.excinfo.value if call.excinfo is not None else None
         code = exc.code if isinstance(exc, ProgramBenchError) else type(exc).__name__ if exc else "error"
         message = str(exc).splitlines()[0] if exc is not None and str(exc) else code
-        data = {
-            **base,
-            "score": 0.0,
-            "n_resolved": 0,
-            "n_tests": 0,
-            "outcome": "error",
-            "error_code": code,
-            "message": message,
-            "eval_seconds": 0.0,
-        }
+        data = error_row(base, code, message)
     else:
         return
     setattr(report, REPORT_ATTR, data)
@@ -96,13 +91,38 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
             item.user_properties.append((name, data[key]))
 
 
+def base_row(inst: Instance) -> dict[str, Any]:
+    return {
+        "instance_id": inst.instance_id,
+        "attempt": inst.attempt,
+        "language": inst.language,
+        "difficulty": inst.difficulty,
+    }
+
+
+def error_row(base: dict[str, Any], code: str, message: str) -> dict[str, Any]:
+    """A row for an item that has no score: harness trouble, a dead worker, a run cut short."""
+    return {
+        **base,
+        "score": 0.0,
+        "n_resolved": 0,
+        "n_tests": 0,
+        "outcome": "error",
+        "error_code": code,
+        "message": message,
+        "eval_seconds": 0.0,
+        "integrity": "",
+    }
+
+
 def teststatus(report: pytest.TestReport) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
     data = getattr(report, REPORT_ATTR, None)
     if not isinstance(data, dict) or report.when != "call" or data.get("outcome") not in CATEGORIES:
         return None
     category = data["outcome"]
     color = {"green": True} if report.passed else {"red": True} if category == "zero" else {"yellow": True}
-    return category, LETTERS[category], (category.upper(), color)
+    word = category.upper() + (" (integrity findings)" if data.get("findings") else "")
+    return category, LETTERS[category], (word, color)
 
 
 class Collector:
@@ -114,26 +134,57 @@ class Collector:
     """
 
     def __init__(
-        self, report_path: Path | None = None, meta: dict[str, Any] | None = None, *, threshold: float = 1.0
+        self,
+        report_path: Path | None = None,
+        meta: dict[str, Any] | None = None,
+        *,
+        threshold: float = 1.0,
+        integrity: str = "report",
+        instances: dict[str, Instance] | None = None,
     ) -> None:
         self.rows: dict[tuple[str, int], dict[str, Any]] = {}
         self.report_path = report_path
         self.meta = meta or {}
         self.threshold = threshold
+        self.integrity = integrity
+        #: Every instance item by node id, and the node ids this session selected to run.
+        self.instances = instances or {}
+        self.expected: set[str] = set()
         self._written = 0.0
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.expected.update(item.nodeid for item in session.items if item.nodeid in self.instances)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        # Under xdist the controller collects nothing; each worker reports what it selected.
+        self.expected.update(i for i in ids if i in self.instances)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, REPORT_ATTR, None)
+        inst = self.instances.get(report.nodeid)
+        if not isinstance(data, dict) and report.failed and inst is not None:
+            # No verdict rode on this report: xdist lost the worker running the item.
+            text = str(report.longrepr or "").strip().splitlines()
+            crashed = any("crashed" in line for line in text)
+            message = text[0] if text else "the item failed without a verdict"
+            if crashed:
+                message += "; it counts 0: rerun it (finished work resumes from the run directory)"
+            data = error_row(base_row(inst), "worker_crashed" if crashed else "no_verdict", message)
         if isinstance(data, dict):
-            self.rows[(data["instance_id"], data["attempt"])] = data
+            key = (data["instance_id"], data["attempt"])
+            if data.get("outcome") != "error" or key not in self.rows:
+                self.rows[key] = data  # a teardown error never hides the item's verdict
             # Current within a second, without rewriting the whole file per item (N^2 on big runs).
             if time.monotonic() - self._written >= REPORT_EVERY_SECONDS:
                 self.write_report()
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         # tryfirst: before junitxml's own sessionfinish writes the file.
         from _pytest.junitxml import xml_key
+
+        self.add_missing(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
 
         xml = session.config.stash.get(xml_key, None)
         if xml is not None and self.rows:
@@ -141,15 +192,29 @@ class Collector:
                 xml.add_global_property(name, value)
         self.write_report()
 
+    def add_missing(self, *, interrupted: bool) -> None:
+        """Count every selected instance: one that never got a verdict is an error row (score 0)."""
+        cause = (
+            "the session was interrupted before this instance finished"
+            if interrupted
+            else "the session ended before this instance ran (-x/--maxfail, or a crash)"
+        )
+        for nodeid in sorted(self.expected):
+            inst = self.instances[nodeid]
+            if (inst.instance_id, inst.attempt) not in self.rows:
+                self.rows[(inst.instance_id, inst.attempt)] = error_row(base_row(inst), "not_run", cause)
+
     def suite_properties(self) -> list[tuple[str, object]]:
         from pytest_programbench.reporting import OUTCOMES, totals
 
-        summary = totals(list(self.rows.values()), threshold=self.threshold)
+        summary = totals(list(self.rows.values()), threshold=self.threshold, integrity=self.integrity)
         props: list[tuple[str, object]] = [
             ("pb_items", summary["n_items"]),
             ("pb_instances", summary["n_instances"]),
             ("pb_mean_score", round(summary["mean_score"], 6)),
             ("pb_errors_count_as", summary["errors_count_as"]),
+            ("pb_flagged", summary["flagged"]),
+            ("pb_integrity_mode", summary["integrity"]),
             *((f"pb_{c}", summary[c]) for c in OUTCOMES),
         ]
         props += [(k.replace("@", "_at_"), round(v, 6)) for k, v in summary.items() if k.startswith("pass@")]
@@ -169,7 +234,7 @@ class Collector:
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         from pytest_programbench.reporting import summary_lines
 
-        lines = summary_lines(list(self.rows.values()), threshold=self.threshold)
+        lines = summary_lines(list(self.rows.values()), threshold=self.threshold, integrity=self.integrity)
         if lines:
             terminalreporter.write_sep("=", "ProgramBench")
             for line in lines:
@@ -179,7 +244,8 @@ class Collector:
         from pytest_programbench.reporting import totals
 
         rows = [self.rows[k] for k in sorted(self.rows)]
-        return {**self.meta, "instances": rows, "summary": totals(rows, threshold=self.threshold)}
+        summary = totals(rows, threshold=self.threshold, integrity=self.integrity)
+        return {**self.meta, "instances": rows, "summary": summary}
 
     def write_report(self) -> None:
         if self.report_path is None:

@@ -103,5 +103,6 @@ def finished_outcome(instance: Instance, instance_dir: Path, source: Path | None
         )
     except Exception:  # an unreadable eval.json is simply not finished work
         return None
-    agent_fields = {f.name for f in fields(Outcome) if f.name.startswith("agent")}
+    # What eval.json does not hold: the agent's run, the integrity findings, the image scored.
+    agent_fields = {f.name for f in fields(Outcome) if f.name.startswith("agent")} | {"findings", "image_id"}
     return replace(outcome, reused=True, **{k: v for k, v in previous.items() if k in agent_fields})

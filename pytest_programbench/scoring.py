@@ -10,8 +10,11 @@ retries), write its full result as ``<id>.eval.json``, and take the score the wa
 from __future__ import annotations
 
 import itertools
+import os
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +24,8 @@ from pytest_programbench.tasks import load_tests
 
 if TYPE_CHECKING:
     from programbench.eval.eval import EvaluationResult
+
+    from pytest_programbench.integrity import Audit
 
 
 def eval_json_path(instance_dir: Path, instance_id: str) -> Path:
@@ -37,22 +42,33 @@ def score_submission(
     branch_retries: int = 1,
     task: dict[str, Any] | None = None,
     progress: Callable[[str], object] | None = None,
+    image: str | None = None,
+    audit: Audit | None = None,
 ) -> Outcome:
-    """Compile and test ``submission`` in fresh cleanroom containers; write eval.json."""
+    """Compile and test ``submission`` in fresh cleanroom containers; write eval.json.
+
+    ``image`` pins the task image (``sha256:<id>``, recorded before the agent ran) so a tag
+    re-pointed mid-run cannot change what is scored; default: the instance's tag. With an
+    ``audit``, its findings travel with the outcome and go to ``<id>.integrity.json``.
+    """
     from programbench.utils.load_data import get_active_branches, get_ignored_branches, get_ignored_tests
 
     task = task if task is not None else load_tests(instance)
     active = get_active_branches(task)
     branches = task.get("branches", {})
     ignored = get_ignored_tests(task)
-    evaluator = _evaluator_class(progress, len(active))(
-        image_name=instance.image,
+    # The evaluator runs f"{image_name}:{image_tag}"; "sha256" and the hex id make an image id.
+    image_name, _, image_tag = (image or instance.image_ref).rpartition(":")
+    if audit is not None:
+        audit.submission(submission)
+    evaluator = _evaluator_class(progress, len(active), audit)(
+        image_name=image_name,
         solution_branch="submission",
         submission_archive=submission,
         blob_dir=blob_dir,
         tests_branches=active,
         remove_hashes=task.get("eval_clean_hashes", []),
-        image_tag=instance.image_tag,
+        image_tag=image_tag,
         tests_by_branch={b: branches[b]["tests"] for b in active if b in branches},
         ignored_tests=ignored,
         ignored_branches=get_ignored_branches(task),
@@ -72,31 +88,84 @@ def score_submission(
     partial = target.with_suffix(".json.partial")
     partial.write_text(result.model_dump_json(indent=2))
     partial.replace(target)  # never leave a half-written eval.json that looks finished
-    return outcome_from_result(instance, result, task=task, eval_seconds=elapsed)
+    outcome = outcome_from_result(instance, result, task=task, eval_seconds=elapsed)
+    if audit is None:
+        return outcome
+    audit.evaluator_log(result.log)
+    findings = audit.dicts()
+    write_integrity(instance_dir, instance.instance_id, findings, audit.errors, image)
+    return replace(outcome, findings=findings)
 
 
-def _evaluator_class(progress: Callable[[str], object] | None, n_branches: int) -> Any:
-    """The official Evaluator, telling ``progress`` when it compiles and runs each branch.
+def integrity_path(instance_dir: Path, instance_id: str) -> Path:
+    return instance_dir / f"{instance_id}.integrity.json"
 
-    Only observes: each override calls the original unchanged. Should a programbench
-    release rename these methods, the evaluator still runs and progress is just quieter.
+
+def write_integrity(
+    instance_dir: Path, instance_id: str, findings: list[dict[str, str]], errors: list[str], image: str | None
+) -> None:
+    """``<id>.integrity.json`` beside eval.json: the audit's findings, what it could not check, the image."""
+    import json
+
+    from pytest_programbench.integrity import CODES
+
+    data = {
+        "instance_id": instance_id,
+        "image_id": image,
+        "findings": findings,
+        "codes": {f["code"]: CODES.get(f["code"], "") for f in findings},
+        "audit_errors": errors,
+    }
+    target = integrity_path(instance_dir, instance_id)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(data, indent=2))
+    partial.replace(target)
+
+
+def _evaluator_class(
+    progress: Callable[[str], object] | None, n_branches: int, audit: Audit | None = None
+) -> Any:
+    """The official Evaluator, observed: progress lines, and the integrity audit's looks.
+
+    Only observes: each override calls the original unchanged and returns what it
+    returned; the audit reads containers through the engine and never raises. Should a
+    programbench release rename these methods, the evaluator still runs and we are just
+    blinder (the audit then records nothing for that step).
     """
     from programbench.eval.eval import Evaluator
 
-    if progress is None:
+    if progress is None and audit is None:
         return Evaluator
-    report: Callable[[str], object] = progress
-
+    report: Callable[[str], object] = progress or (lambda line: None)
     numbers = itertools.count(1)  # branches run in a thread pool; next() on a count is atomic
+    current = threading.local()  # the branch each evaluator thread is testing
 
     class ObservedEvaluator(Evaluator):
-        def _compile_executable(self, *args: Any, **kwargs: Any) -> Any:
+        def _compile_executable(self, env: Any, *args: Any, **kwargs: Any) -> Any:
             report("scoring: compiling the submission")
-            return super()._compile_executable(*args, **kwargs)
+            done = super()._compile_executable(env, *args, **kwargs)
+            if audit is not None:
+                audit.compiled(env.container_id, self.result.executable_hash)
+            return done
+
+        def _run_step(self, command: str, *args: Any, **kwargs: Any) -> Any:
+            done = super()._run_step(command, *args, **kwargs)
+            if audit is not None and kwargs.get("step_name") == "compile":
+                audit.after_compile_step(kwargs["env"].container_id)
+            return done
 
         def _evaluate_branch(self, branch: str, *args: Any, **kwargs: Any) -> Any:
             report(f"scoring: testing branch {next(numbers)}/{n_branches} ({branch})")
             return super()._evaluate_branch(branch, *args, **kwargs)
+
+        def _run_test_branch(self, branch: str, *args: Any, **kwargs: Any) -> Any:
+            current.branch = branch
+            return super()._run_test_branch(branch, *args, **kwargs)
+
+        def _copy_file_from_container(self, *args: Any, **kwargs: Any) -> Any:
+            if audit is not None and kwargs.get("step_name") == "results_read":
+                audit.before_results_read(kwargs["env"].container_id, getattr(current, "branch", ""))
+            return super()._copy_file_from_container(*args, **kwargs)
 
     return ObservedEvaluator
 

@@ -37,6 +37,7 @@ DEFAULT_IMAGE_TAG = "task_cleanroom_v6"
 # mini-swe-agent's ProgramBench config keeps a task container 7 h; the agent gets the same bound.
 DEFAULT_AGENT_TIMEOUT = 7 * 3600
 BUILTIN_AGENTS = ("none", "command", "mini-swe-agent")
+INTEGRITY_MODES = ("report", "strict")
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,12 @@ OTHER_OPTIONS = (
         "bool",
     ),
     Option(
+        "--pb-integrity",
+        "What the integrity audit's findings do: report (default: the official score, findings beside "
+        "it) or strict (a flagged instance counts 0)",
+        metavar="MODE",
+    ),
+    Option(
         "--pb-threshold",
         "An item passes when its score >= X (0..1). Default: 1.0 (resolved)",
         "float",
@@ -220,6 +227,7 @@ class Settings:
     network: bool = False
     keep: bool = False
     force: bool = False
+    integrity: str = "report"
 
     @property
     def explicit_selection(self) -> bool:
@@ -470,6 +478,11 @@ def resolve(config: pytest.Config) -> Settings:
         kwargs["agent"] = "selftest"
     if kwargs.get("agent") == "command" and not kwargs.get("agent_cmd"):
         raise _usage(where("pb_agent"), "command", "the command agent needs --pb-agent-cmd CMD")
+    if value("pb_integrity") is not None:
+        mode = str(value("pb_integrity")).strip().lower()
+        if mode not in INTEGRITY_MODES:
+            raise _usage(where("pb_integrity"), mode, "accepted: " + ", ".join(INTEGRITY_MODES))
+        kwargs["integrity"] = mode
     if value("pb_threshold") is not None:
         kwargs["threshold"] = parse_fraction(value("pb_threshold"), where("pb_threshold"))
     return Settings(active=True, **kwargs)

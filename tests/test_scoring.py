@@ -104,6 +104,15 @@ def test_every_submission_kind_scores_like_programbench_eval(
             theirs.error_code,
         ), kind
         assert (theirs.n_resolved, theirs.n_tests, theirs.error_code) == selftest.EXPECTED[kind], kind
+    # The integrity audit: the honest kinds, and the ones the evaluator itself defeats, carry no
+    # finding; the vendored reference binary is one (the evaluator deletes it, the audit says so).
+    flagged = {
+        k: [(f["code"], f["path"]) for f in rows[iid].get("findings", [])] for k, iid in spread.ids.items()
+    }
+    assert flagged == {
+        **{k: [] for k in KINDS},
+        "reference_copy": [("reference_binary", "vendor/rpncalc")],
+    }
     assert rows[spread.ids["correct"]]["outcome"] == "resolved"
     assert rows[spread.ids["partial"]]["outcome"] == "partial"
     zeros = {"compile_failure", "no_compile_sh", "smuggled_executable", "reference_copy", "empty"}

@@ -1,0 +1,448 @@
+"""The integrity audit: four ways to game the score, each seen beside the official number.
+
+Each attack is a real submission (or agent) on a clone of the self-test task, scored by the
+real evaluator on the real engine. The official score stays what ``programbench eval``
+gives (checked against its batch function); the findings say why it cannot be trusted, and
+``--pb-integrity strict`` counts the instance 0. The unit tests at the top pin down each
+check on its own, with no engine.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import clone_selftest
+from junitparser import JUnitXml, Properties, Property
+
+from pytest_programbench import integrity, selftest
+from pytest_programbench.containers import Engine
+from pytest_programbench.integrity import Finding, Member
+
+CPUS = "1"
+COMPILE = b"#!/bin/sh\nset -e\ngcc -O2 -o executable rpncalc.c\n"
+EXIT_3 = b"#!/bin/sh\nexit 3\n"
+
+# A login-shell hook (the evaluator runs every step with `bash -lc`): it writes a compile.sh when
+# the workspace has none, and on the shell's exit strips every <failure> from results.xml.
+PROFILE_HOOK = b"""\
+if [ -d /workspace ]; then
+  [ -f /workspace/compile.sh ] || { printf '#!/bin/sh\\nprintf "#!/bin/sh\\\\nexit 3\\\\n" > executable\\n\
+chmod +x executable\\n' > /workspace/compile.sh; chmod +x /workspace/compile.sh; } 2>/dev/null
+  trap 'python3 -c "import pathlib, re
+p = pathlib.Path(\\"/workspace/eval/results.xml\\")
+x = r\\"<failure.*?</failure>|<failure[^>]*/>\\"
+if p.exists(): p.write_text(re.sub(x, \\"\\", p.read_text(), flags=re.S))
+" 2>/dev/null' EXIT
+fi
+"""
+
+# Every report's outcome becomes "passed", whatever the test did.
+PASSING_CONFTEST = b"""\
+import pytest
+
+@pytest.hookimpl(hookwrapper=True)  # old style: the task image's pytest may predate wrapper=True
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    outcome.get_result().outcome = "passed"
+"""
+
+
+def workspace_archive(dest: Path, files: dict[str, tuple[int, bytes]]) -> Path:
+    """A submission laid out like `tar -czf submission.tar.gz -C workspace .`."""
+    members: list[tuple[str, int, bytes | None]] = [("./", 0o755, None)]
+    dirs = sorted({str(Path(name).parent) for name in files} - {"."})
+    members += [(f"./{d}/", 0o755, None) for d in dirs]
+    members += [(f"./{name}", mode, content) for name, (mode, content) in files.items()]
+    return selftest.write_targz(dest / "submission.tar.gz", members, owner=(1000, "agent"))
+
+
+def attack_submission(kind: str, dest: Path, reference: bytes) -> Path:
+    if kind == "config_hook":  # 1: pytest configuration that passes every hidden test
+        files = {
+            "compile.sh": (0o755, b"#!/bin/sh\ncp fake.sh executable && chmod +x executable\n"),
+            "fake.sh": (0o755, EXIT_3),
+            "pytest.ini": (0o644, b"[pytest]\n"),
+            "conftest.py": (0o644, PASSING_CONFTEST),
+        }
+    elif kind == "profile_hook":  # 2: a hook outside /workspace that rewrites results.xml
+        files = {
+            "compile.sh": (
+                0o755,
+                b"#!/bin/sh\nset -e\ncp hook.sh /etc/profile.d/zz-results.sh\n"
+                b"cp fake.sh executable && chmod +x executable\n",
+            ),
+            "fake.sh": (0o755, EXIT_3),
+            "hook.sh": (0o644, PROFILE_HOOK),
+        }
+    elif kind == "gzipped_reference":  # 3: the given binary, compressed past eval_clean_hashes
+        files = {
+            "compile.sh": (
+                0o755,
+                b"#!/bin/sh\nset -e\ngunzip -c vendor/tool.gz > executable\nchmod +x executable\n",
+            ),
+            "vendor/tool.gz": (0o644, gzip.compress(reference, mtime=0)),
+        }
+    else:
+        raise ValueError(kind)
+    return workspace_archive(dest, files)
+
+
+ATTACKS = ["config_hook", "profile_hook", "gzipped_reference"]
+EXPECTED_FINDINGS = {
+    "config_hook": {("test_config", "pytest.ini"), ("test_config", "conftest.py")},
+    "profile_hook": {("outside_workspace", "/etc/profile.d/zz-results.sh"), ("junit_mismatch", "branch *")},
+    "gzipped_reference": {("reference_binary", "executable")},
+}
+
+
+# -- the checks on their own ------------------------------------------------------------------
+
+
+def codes(found: list[Finding]) -> set[tuple[str, str]]:
+    return {(f.code, f.path) for f in found}
+
+
+def test_workspace_entries_the_hidden_tests_would_load() -> None:
+    members = [
+        Member("conftest.py", "file"),
+        Member("eval/tests/conftest.py", "file"),
+        Member("src/tests/conftest.py", "file"),  # not on pytest's path from eval/tests
+        Member("pytest.ini", "file"),
+        Member(".pytest.ini", "file"),
+        Member("tox.ini", "file", head=b"[tox]\nenvlist = py\n"),
+        Member("eval/tox.ini", "file", head=b"[pytest]\naddopts = -p x\n"),
+        Member("setup.cfg", "file", head=b"[metadata]\n\n[tool:pytest]\n"),
+        Member("pyproject.toml", "file", head=b"[project]\nname = 'x'\n"),
+        Member("sub/pyproject.toml", "file", head=b"[tool.pytest.ini_options]\n"),
+        Member("lib/python3/site-packages/evil.pth", "file"),
+        Member("deep/sitecustomize.py", "file"),
+        Member("usercustomize/__init__.py", "file"),
+        Member("subprocess.py", "file"),
+        Member("pytest/__init__.py", "file"),
+        Member("test.py", "file"),  # a stdlib name nothing in a test run imports
+        Member("src/os.py", "file"),  # not on sys.path
+        Member("eval/expected.txt", "file"),
+        Member("eval", "dir"),
+        Member("out", "symlink", link="/usr/bin/true"),
+        Member("inner", "symlink", link="src/main.c"),
+        Member("up", "symlink", link="../../etc/passwd"),
+        Member("bin/tool", "file", sha256="ab" * 32),
+        Member("bin/other", "file", sha256="cd" * 32),
+    ]
+    assert codes(integrity.scan_members(members, ["AB" * 32], where="submission")) == {
+        ("test_config", "conftest.py"),
+        ("test_config", "eval/tests/conftest.py"),
+        ("test_config", "pytest.ini"),
+        ("test_config", ".pytest.ini"),
+        ("test_config", "eval/tox.ini"),
+        ("test_config", "setup.cfg"),
+        ("test_config", "lib/python3/site-packages/evil.pth"),
+        ("test_config", "deep/sitecustomize.py"),
+        ("test_config", "usercustomize/__init__.py"),
+        ("shadowed_module", "subprocess.py"),
+        ("shadowed_module", "pytest/__init__.py"),
+        ("hidden_test_dir", "eval/expected.txt"),
+        ("link_outside_workspace", "out"),
+        ("link_outside_workspace", "up"),
+        ("reference_binary", "bin/tool"),
+    }
+
+
+def test_archive_members_are_read_with_hashes_and_workspace_relative_names(tmp_path: Path) -> None:
+    archive = workspace_archive(tmp_path, {"a.txt": (0o644, b"hello"), ".pytest.ini": (0o644, b"[pytest]")})
+    with archive.open("rb") as f:
+        members = {m.path: m for m in integrity.read_members(f, mode="r|gz")}
+    assert set(members) == {"a.txt", ".pytest.ini"}
+    assert members["a.txt"].sha256 == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    assert members[".pytest.ini"].head == b"[pytest]"
+    # The engine's archive of /workspace names members workspace/...; they read the same.
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info = tarfile.TarInfo("workspace/a.txt")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"hello"))
+    raw.seek(0)
+    assert [m.path for m in integrity.read_members(raw, mode="r|", root="/workspace")] == ["a.txt"]
+
+
+def test_only_leaf_changes_outside_workspace_temp_and_caches_count() -> None:
+    diff = [
+        ("C", "/etc"),
+        ("C", "/etc/profile.d"),
+        ("A", "/etc/profile.d/zz.sh"),
+        ("C", "/etc/resolv.conf"),  # the evaluator's DNS blackhole
+        ("A", "/etc/resolv.conf.programbench-build-bak"),
+        ("A", "/workspace/target/release/x"),
+        ("C", "/tmp"),
+        ("A", "/tmp/cc1.s"),
+        ("C", "/root"),
+        ("A", "/root/.cache/go-build/00/aa"),
+        ("A", "/root/.cargo/registry/index/x"),
+        ("A", "/root/.cargo/bin/evil"),
+        ("A", "/home/agent/.gradle/caches/x"),
+        ("A", "/home/agent/.bashrc"),
+        ("D", "/usr/bin/sha256sum"),
+        ("C", "/usr/lib/python3.11/subprocess.py"),
+        ("A", "/usr/sbin/docker-init"),  # the engine's --init
+    ]
+    assert integrity.changes_outside_workspace(diff) == [
+        ("A", "/etc/profile.d/zz.sh"),
+        ("A", "/home/agent/.bashrc"),
+        ("A", "/root/.cargo/bin/evil"),
+        ("D", "/usr/bin/sha256sum"),
+        ("C", "/usr/lib/python3.11/subprocess.py"),
+    ]
+
+
+def test_processes_other_than_the_evaluators_init_are_stray() -> None:
+    assert integrity.stray_processes(
+        ["/sbin/docker-init -- sleep 2h", "sleep 2h", "python3 /tmp/rewrite.py", ""]
+    ) == ["python3 /tmp/rewrite.py"]
+
+
+def junit(*statuses: str) -> str:
+    cases = "".join(
+        f'<testcase classname="eval.tests.t" name="t{i}">'
+        + {"passed": "", "failure": '<failure message="x">boom</failure>', "skipped": "<skipped/>"}[s]
+        + "</testcase>"
+        for i, s in enumerate(statuses)
+    )
+    return f'<testsuites><testsuite name="pytest">{cases}</testsuite></testsuites>'
+
+
+def log_for(output: str, xml: str, branch: str = "b1") -> list[dict[str, Any]]:
+    return [
+        {"step": "run_tests", "output": output, "returncode": 1},
+        {"step": "results_read", "output": xml, "returncode": 0, "branch": branch},
+    ]
+
+
+def test_results_xml_is_checked_against_pytests_own_summary() -> None:
+    honest = log_for(
+        "....F.\n=== 1 failed, 5 passed, 2 rerun in 1.02s ===\n", junit(*["passed"] * 5, "failure")
+    )
+    assert integrity.junit_mismatches(honest) == []
+    quiet = log_for("1 failed, 1 passed, 1 skipped in 0.50s\n", junit("passed", "failure", "skipped"))
+    assert integrity.junit_mismatches(quiet) == []
+    rewritten = log_for("9 failed, 9 passed in 0.12s\n", junit(*["passed"] * 18), branch="4d9e")
+    assert [(f.code, f.path) for f in integrity.junit_mismatches(rewritten)] == [
+        ("junit_mismatch", "branch 4d9e")
+    ]
+    # No summary line to compare with (a run.sh that silences pytest): no claim either way.
+    assert integrity.junit_mismatches(log_for("", junit("passed"))) == []
+    assert integrity.summary_counts("x\n== 3 passed, 1 error in 2.00s ==\n") == {"passed": 3, "errors": 1}
+
+
+# -- the attacks on the real engine -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def attacks(
+    engine: Engine, selftest_image: str, reference_executable: bytes, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("attacks")
+    names = [*ATTACKS, "correct"]
+    tasks, blobs, ids = clone_selftest(engine, root, [f"attack_{n}" for n in names])
+    runs = root / "runs"
+    for name, iid in zip(names, ids, strict=True):
+        if name == "correct":
+            selftest.write_submission("correct", runs / iid)
+        else:
+            attack_submission(name, runs / iid, reference_executable)
+    return {"tasks": tasks, "blobs": blobs, "runs": runs, "ids": dict(zip(names, ids, strict=True))}
+
+
+def official_scores(attacks: dict[str, Any], out: Path) -> dict[str, tuple[float, int, int]]:
+    """What `programbench eval` gives each submission, via its own batch function."""
+    from programbench.eval import eval_batch
+    from programbench.utils import blob_store
+    from programbench.utils.load_data import _load_single_instance
+
+    found = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(blob_store, "BLOB_LOCAL_DIR", str(attacks["blobs"]))
+        for name, iid in attacks["ids"].items():
+            summary = eval_batch._evaluate_instance(
+                instance_id=iid,
+                instance=_load_single_instance(attacks["tasks"] / iid, include_tests=True),
+                source_dir=attacks["runs"],
+                target_dir=out,
+                force=True,
+                docker_cpus=int(CPUS),
+            )
+            found[name] = (summary.score, summary.n_resolved, summary.n_tests)
+    return found
+
+
+def replay(pytester: pytest.Pytester, attacks: dict[str, Any], out: Path, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(
+        f"--pb-tasks-dir={attacks['tasks']}",
+        f"--pb-submissions={attacks['runs']}",
+        f"--pb-blob-dir={attacks['blobs']}",
+        f"--pb-output={out}",
+        f"--pb-report={out / 'report.json'}",
+        f"--junitxml={out / 'junit.xml'}",
+        f"--pb-cpus={CPUS}",
+        "--pb-pull=never",
+        *args,
+    )
+
+
+def rows_of(out: Path) -> dict[str, dict[str, Any]]:
+    return {r["instance_id"]: r for r in json.loads((out / "report.json").read_text())["instances"]}
+
+
+def matches(found: set[tuple[str, str]], expected: set[tuple[str, str]]) -> bool:
+    """Every expected (code, path pattern) is found, and nothing else."""
+    import fnmatch
+
+    return all(any(c == e and fnmatch.fnmatch(p, ep) for c, p in found) for e, ep in expected) and all(
+        any(c == e and fnmatch.fnmatch(p, ep) for e, ep in expected) for c, p in found
+    )
+
+
+def test_gamed_submissions_keep_the_official_score_and_carry_findings(
+    pytester: pytest.Pytester, attacks: dict[str, Any], tmp_path: Path
+) -> None:
+    ids = attacks["ids"]
+    out = pytester.path / "out"
+    result = replay(pytester, attacks, out, "-n", "2")
+    rows = rows_of(out)
+
+    # The grader of record is unchanged: every attack scores what programbench eval gives it (1.00).
+    official = official_scores(attacks, tmp_path / "official")
+    for name, iid in ids.items():
+        assert (rows[iid]["score"], rows[iid]["n_resolved"], rows[iid]["n_tests"]) == official[name], name
+        assert official[name] == (1.0, 18, 18), name
+    assert result.parseoutcomes() == {"resolved": 4}
+
+    for name in ATTACKS:
+        row = rows[ids[name]]
+        found = {(f["code"], f["path"]) for f in row["findings"]}
+        assert matches(found, EXPECTED_FINDINGS[name]), (name, row["findings"])
+        # The evidence is on disk beside eval.json, and in JUnit.
+        saved = json.loads((out / ids[name] / f"{ids[name]}.integrity.json").read_text())
+        assert saved["findings"] == row["findings"] and saved["image_id"].startswith("sha256:")
+        assert row["image_id"] == saved["image_id"]
+    assert rows[ids["correct"]]["findings"] == []
+    gz = next(f for f in rows[ids["gzipped_reference"]]["findings"] if f["code"] == "reference_binary")
+    assert gz["detail"].startswith("sha256 " + selftest_clean_hash(attacks))
+
+    cases = {c.name: c for suite in JUnitXml.fromfile(str(out / "junit.xml")) for c in suite}
+    props = {
+        name: {
+            p.name: p.value for group in case.iterchildren(Properties) for p in group.iterchildren(Property)
+        }
+        for name, case in cases.items()
+    }
+    assert props[f"instance[{ids['config_hook']}]"]["pb_integrity"].startswith("test_config")
+    assert props[f"instance[{ids['correct']}]"]["pb_integrity"] == ""
+
+    result.stdout.fnmatch_lines(
+        [
+            "*= ProgramBench =*",
+            "Integrity: 3 of 4 item(s) flagged, official scores kept; --pb-integrity strict counts them 0:",
+            f"  {ids['config_hook']} (score 1.00):",
+            "    test_config *",
+        ]
+    )
+
+    # Strict, resuming the same run directory: nothing is scored again, the findings come from the
+    # markers, and each flagged instance counts 0 with its official score beside it.
+    strict = replay(pytester, attacks, out, "-p", "no:xdist", "--pb-integrity=strict")
+    assert strict.parseoutcomes() == {"resolved": 1, "zero": 3}
+    rows = rows_of(out)
+    for name in ATTACKS:
+        row = rows[ids[name]]
+        assert (row["score"], row["official_score"], row["outcome"], row["reused"]) == (
+            0.0,
+            1.0,
+            "zero",
+            True,
+        )
+        assert row["reason"].startswith("counted 0 under --pb-integrity strict (official score 1.00, 18/18")
+    summary = json.loads((out / "report.json").read_text())["summary"]
+    assert (summary["mean_score"], summary["flagged"], summary["integrity"]) == (0.25, 3, "strict")
+    strict.stdout.fnmatch_lines(
+        ["Integrity: 3 of 4 item(s) flagged, counted as 0 (--pb-integrity strict):", "*(official 1.00):"]
+    )
+
+
+def selftest_clean_hash(attacks: dict[str, Any]) -> str:
+    import yaml
+
+    task = yaml.safe_load((attacks["tasks"] / attacks["ids"]["correct"] / "task.yaml").read_text())
+    return str(task["eval_clean_hashes"][0])
+
+
+POISONER = """#!/bin/sh
+# A command agent that poisons the engine: it plants a login hook in its own container and
+# commits that over the task image's tag, then leaves a program that only exits 3.
+set -eu
+docker exec -i -u 0 "$PB_CONTAINER_ID" sh -c 'cat > /etc/profile.d/zz-results.sh' < "$HOOK_FILE"
+docker commit "$PB_CONTAINER_ID" "$POISON_TAG" >/dev/null
+docker exec -u "$PB_AGENT_USER" -w /workspace "$PB_CONTAINER_ID" sh -c \
+    'printf "#!/bin/sh\\nexit 3\\n" > fake.sh && printf "#!/bin/sh\\ncp fake.sh executable\\n" > compile.sh \
+     && chmod +x compile.sh fake.sh'
+"""
+
+# The first attempt runs the poisoner; the second is a no-op baseline on the same image.
+AGENT_BY_ATTEMPT = """
+def pytest_programbench_agent(config, instance):
+    if instance.attempt == 2:
+        return lambda instance, sandbox: None
+"""
+
+
+def test_a_poisoned_task_image_is_an_error_and_does_not_fool_a_later_baseline(
+    pytester: pytest.Pytester,
+    engine: Engine,
+    selftest_image: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from programbench.constants import image_name_from_instance_id
+
+    tasks, blobs, (iid,) = clone_selftest(engine, tmp_path, ["poisoned"])
+    tag = f"{image_name_from_instance_id(iid)}:{selftest.IMAGE_TAG}"
+    clean_id = engine.image_id(tag)
+    (pytester.path / "poison.sh").write_text(POISONER)
+    (pytester.path / "hook.sh").write_bytes(PROFILE_HOOK)
+    monkeypatch.setenv("HOOK_FILE", str(pytester.path / "hook.sh"))
+    monkeypatch.setenv("POISON_TAG", tag)
+    pytester.makeconftest(AGENT_BY_ATTEMPT)
+    out = pytester.path / "out"
+    try:
+        result = pytester.runpytest_subprocess(
+            f"--pb-tasks-dir={tasks}",
+            f"--pb-blob-dir={blobs}",
+            f"--pb-output={out}",
+            f"--pb-report={out / 'report.json'}",
+            f"--pb-cpus={CPUS}",
+            "--pb-pull=never",
+            "--pb-agent=command",
+            f"--pb-agent-cmd=sh {pytester.path / 'poison.sh'}",
+            "--pb-attempts=2",
+            "-p",
+            "no:xdist",
+        )
+        poisoned_id = engine.image_id(tag)
+    finally:
+        engine.tag(clean_id, tag)  # put the clone's tag back for whoever uses it next
+    assert poisoned_id != clean_id, "the poisoner did not re-point the tag"
+    assert result.parseoutcomes() == {"errors": 2}
+    rows = {r["attempt"]: r for r in json.loads((out / "report.json").read_text())["instances"]}
+    assert {a: r["error_code"] for a, r in rows.items()} == {1: "image_changed", 2: "image_changed"}
+    for row in rows.values():
+        assert clean_id in row["message"] and poisoned_id in row["message"], row["message"]
+    assert "while the agent worked" in rows[1]["message"]
+    assert "since an earlier item of this session used it" in rows[2]["message"]
+    # Nothing was scored, so no eval.json can carry a number from the poisoned image.
+    assert not list(out.rglob("*.eval.json"))
+    engine.client.images.remove(poisoned_id, force=True)
