@@ -268,7 +268,11 @@ def test_an_interrupted_run_resumes_without_redoing_finished_work(
             proc.kill()
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, output
     assert "KeyboardInterrupt" in output
-    assert sorted(rows_of(out)) == sorted([ids["broken"], ids["good"], ids["half"]])
+    rows = rows_of(out)
+    assert sorted(rows) == sorted(ids.values())
+    # The instance cut short is counted: an error with its cause, never silently dropped.
+    assert (rows[ids["slow"]]["outcome"], rows[ids["slow"]]["error_code"]) == ("error", "not_run")
+    assert "interrupted" in rows[ids["slow"]]["message"]
     assert not (out / ids["slow"] / "programbench.json").exists()
     assert engine.labelled({LABEL_RUN: json.loads((out / "report.json").read_text())["run_id"]}) == []
 
@@ -309,8 +313,9 @@ def test_a_killed_worker_loses_nothing_and_leaks_nothing(
     pytester.makeconftest(CONFTEST)
     pidfile = pytester.path / "slow.pid"
     options = session_options(clones, out)
+    junit = f"--junitxml={out / 'junit.xml'}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", *options, *args, "-n", "2", "--max-worker-restart=1"],
+        [sys.executable, "-m", "pytest", *options, *args, junit, "-n", "2", "--max-worker-restart=1"],
         cwd=pytester.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -324,7 +329,19 @@ def test_a_killed_worker_loses_nothing_and_leaks_nothing(
             proc.kill()
     assert "crashed while running" in output, output
     assert "removed 1 container(s) a crashed worker left behind" in output, output
-    run_id = json.loads((out / "report.json").read_text())["run_id"]
+    # The lost instance counts as 0 in all three reports (mean 2/4 + 15/18/4), with its cause.
+    report = json.loads((out / "report.json").read_text())
+    lost = next(r for r in report["instances"] if r["instance_id"] == ids["slow"])
+    assert (lost["outcome"], lost["error_code"], lost["score"]) == ("error", "worker_crashed", 0.0)
+    mean = (1 + 15 / 18) / 4
+    assert (report["summary"]["n_items"], report["summary"]["error"]) == (4, 1)
+    assert report["summary"]["mean_score"] == pytest.approx(mean)
+    suite = properties(next(iter(JUnitXml.fromfile(str(out / "junit.xml")))))
+    assert (suite["pb_items"], suite["pb_error"]) == ("4", "1")
+    assert float(suite["pb_mean_score"]) == pytest.approx(mean, abs=1e-6)
+    assert f"mean score {mean:.3f} over 4 item(s); 1 resolved, 1 partial, 1 zero, 1 error" in output
+    assert f"{ids['slow']}: worker 'gw" in output
+    run_id = report["run_id"]
     assert engine.labelled({LABEL_RUN: run_id}) == []
     assert not (out / ids["slow"] / "programbench.json").exists()
 
