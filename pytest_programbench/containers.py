@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import shutil
 import socket
@@ -21,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Concatenate, ParamSpec, TypeVar
 
 from pytest_programbench.errors import EngineUnavailable, ImageMissing, ImagePullFailed
 
@@ -37,6 +38,7 @@ LABEL_ROLE = f"{LABEL_PREFIX}.role"
 LABEL_OWNER = f"{LABEL_PREFIX}.owner"  # <hostname>:<pid> of the session that started it
 
 EXEC_MARKER = "PB_EXEC_MARKER"
+log = logging.getLogger("pytest_programbench")
 KILL_GRACE_SECONDS = 10.0
 STREAM_TIMEOUT_SECONDS = 7 * 24 * 3600
 
@@ -46,6 +48,32 @@ class ExecResult:
     returncode: int
     output: str
     timed_out: bool = False
+
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Is ``exc`` the engine not answering (dead, restarting, hung), rather than a refusal?"""
+    import requests
+
+    return isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout))
+
+
+def _reaching(method: Callable[Concatenate[Engine, _P], _T]) -> Callable[Concatenate[Engine, _P], _T]:
+    """Turn a lost connection to the engine into EngineUnavailable, the one error users see for it."""
+
+    def call(self: Engine, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            if unreachable(exc):
+                raise EngineUnavailable(self.host, f"{method.__name__}: {_short(exc)}") from None
+            raise
+
+    call.__name__, call.__doc__ = method.__name__, method.__doc__
+    return call
 
 
 def default_host() -> str:
@@ -82,14 +110,17 @@ class Engine:
 
     # -- facts -----------------------------------------------------------------
 
+    @_reaching
     def cpu_count(self) -> int:
         return int(self.client.info().get("NCPU") or os.cpu_count() or 1)
 
+    @_reaching
     def version(self) -> str:
         return str(self.client.version().get("Version", "unknown"))
 
     # -- images ----------------------------------------------------------------
 
+    @_reaching
     def image_exists(self, ref: str) -> bool:
         from docker.errors import ImageNotFound
 
@@ -99,6 +130,7 @@ class Engine:
             return False
         return True
 
+    @_reaching
     def image_id(self, ref: str) -> str:
         """The content id (``sha256:...``) ``ref`` names now; a tag can be re-pointed, an id cannot."""
         from docker.errors import ImageNotFound
@@ -112,6 +144,7 @@ class Engine:
         if not self.image_exists(ref):
             raise ImageMissing(ref, fix)
 
+    @_reaching
     def pull(self, ref: str, progress: Callable[[str], None] | None = None) -> None:
         """Pull ``ref``; ``progress`` gets one line per layer status change."""
         from docker.errors import DockerException
@@ -129,6 +162,7 @@ class Engine:
         if not self.image_exists(ref):
             raise ImagePullFailed(ref, "the engine reported success but has no such image")
 
+    @_reaching
     def build(self, context: str, tag: str, buildargs: Mapping[str, str] | None = None) -> None:
         from docker.errors import BuildError, DockerException
 
@@ -140,6 +174,7 @@ class Engine:
         except DockerException as exc:
             raise ImageMissing(tag, f"Building it failed: {_short(exc)}") from None
 
+    @_reaching
     def tag(self, source: str, ref: str) -> None:
         repository, _, tag = ref.rpartition(":")
         self.client.images.get(source).tag(repository, tag)
@@ -172,21 +207,36 @@ class Engine:
                 created.start()
             except ImageNotFound:
                 raise ImageMissing(image) from None
-            except DockerException as exc:
+            except Exception as exc:
+                if not isinstance(exc, DockerException) and not unreachable(exc):
+                    raise
                 raise EngineUnavailable(
                     self.host, f"starting a container from {image} failed: {_short(exc)}"
                 ) from None
             yield created
         finally:
             if created is not None and not keep:
-                self.remove(created)
+                try:
+                    self.remove(created)
+                except EngineUnavailable as exc:
+                    # The item already fails for it; its labels let the session-end sweep or
+                    # --pb-cleanup remove the container once the engine is back.
+                    log.warning("could not remove container %s: %s", created.short_id, exc)
 
+    @_reaching
     def remove(self, container: Container) -> None:
-        from docker.errors import NotFound
+        """Remove ``container`` and its volumes; one already gone, or going, is fine."""
+        from docker.errors import APIError, NotFound
 
-        with contextlib.suppress(NotFound):
+        try:
             container.remove(force=True, v=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            if exc.status_code != 409:  # "removal already in progress": someone else is removing it
+                raise
 
+    @_reaching
     def exec(
         self,
         container: Container,
@@ -234,13 +284,14 @@ class Engine:
             from docker.errors import DockerException
 
             exc = failure[0]
-            if isinstance(exc, DockerException):
+            if isinstance(exc, DockerException) or unreachable(exc):
                 raise EngineUnavailable(self.host, f"exec in {container.short_id} failed: {_short(exc)}")
             raise exc
         code = api.exec_inspect(exec_id).get("ExitCode")
         output = b"".join(chunks).decode(errors="replace")
         return ExecResult(returncode=-9 if code is None else int(code), output=output, timed_out=timed_out)
 
+    @_reaching
     def kill_marked(self, container: Container, marker: str, *, user: str = "") -> None:
         """SIGKILL every process in the container whose environment carries ``marker``.
 
@@ -255,10 +306,12 @@ class Engine:
         )
         container.exec_run(["sh", "-c", script], user=user)
 
+    @_reaching
     def kill_all(self, container: Container) -> None:
         """SIGKILL every process in the container but its init (and the killer itself)."""
         container.exec_run(["sh", "-c", "kill -9 -1 2>/dev/null; true"], user="0")
 
+    @_reaching
     def put_file(self, container: Container, path: str, data: bytes, *, mode: int, owner: int) -> None:
         """Write one file into the container through the archive API (no shell, no host path)."""
         directory, _, name = path.rpartition("/")
@@ -273,6 +326,7 @@ class Engine:
         if not container.put_archive(directory or "/", buffer.getvalue()):
             raise OSError(f"writing {path} into container {container.short_id} failed")
 
+    @_reaching
     def copy_out(self, container: Container, path: str, dest: Path) -> None:
         """Stream one regular file out of the container into ``dest``."""
         with dest.open("wb") as out:
@@ -301,6 +355,7 @@ class Engine:
             self._streams = docker.APIClient(base_url=self.host, timeout=STREAM_TIMEOUT_SECONDS)
         return self._streams
 
+    @_reaching
     def read_file(self, container: Container, path: str) -> bytes:
         """The bytes of one regular file in the container (through the archive API, no shell)."""
         buffer = io.BytesIO()
@@ -309,11 +364,13 @@ class Engine:
 
     # -- observing a container without running anything in it -------------------
 
+    @_reaching
     def changes(self, container_id: str) -> list[tuple[str, str]]:
         """The container's filesystem diff against its image: (``A``/``C``/``D``, path) pairs."""
         kinds = {0: "C", 1: "A", 2: "D"}
         return [(kinds.get(c["Kind"], "?"), c["Path"]) for c in self.client.api.diff(container_id) or []]
 
+    @_reaching
     def is_dir(self, container_id: str, path: str) -> bool:
         """Whether ``path`` is a directory in the container (a stat through the archive API)."""
         import base64
@@ -327,6 +384,7 @@ class Engine:
         stat = json.loads(base64.b64decode(response.headers.get("X-Docker-Container-Path-Stat", "")))
         return bool(int(stat.get("mode", 0)) & (1 << 31))  # Go's os.ModeDir
 
+    @_reaching
     def processes(self, container_id: str) -> list[str]:
         """Command lines of the processes running in the container (``docker top``)."""
         top = self.client.api.top(container_id)
@@ -343,35 +401,72 @@ class Engine:
             stream, _ = self.client.api.get_archive(container_id, path, chunk_size=1 << 20)
         except NotFound:
             stream = iter([_EMPTY_TAR])
+        except Exception as exc:
+            if unreachable(exc):
+                raise EngineUnavailable(self.host, f"archive: {_short(exc)}") from None
+            raise
         reader = io.BufferedReader(_ChunkReader(stream), 1 << 20)
         try:
             yield reader
         finally:
             reader.close()
 
+    @_reaching
     def labelled(self, labels: Mapping[str, str | None]) -> list[Container]:
         """Containers carrying every label (a None value: the label with any value)."""
         filters = {"label": [k if v is None else f"{k}={v}" for k, v in labels.items()]}
         return list(self.client.containers.list(all=True, filters=filters))
 
+    @_reaching
     def sweep(self, labels: Mapping[str, str | None]) -> int:
-        """Remove every container carrying all ``labels``; returns how many went."""
+        """Remove every container, then every image, carrying all ``labels``; returns how many went.
+
+        Images matter because the evaluator commits each compile container to an image
+        (``programbench-compiled/...``) that inherits the container's labels.
+        """
         leftovers = self.labelled(labels)
         for container in leftovers:
             self.remove(container)
-        return len(leftovers)
+        images = self._labelled_images(labels)
+        for image in images:
+            self._remove_image(image.id)
+        return len(leftovers) + len(images)
 
+    @_reaching
     def sweep_orphans(self) -> tuple[int, list[str]]:
-        """Remove our containers whose session is gone; returns (removed, owners still running)."""
-        removed, alive = 0, set()
-        for container in self.labelled({LABEL_RUN: None}):
-            owner = container.labels.get(LABEL_OWNER, "")
-            if owner and owner != session_owner() and _owner_alive(owner):
-                alive.add(owner)
+        """Remove our containers and images whose session provably ended; returns (removed, what stayed).
+
+        Provably: the owner label names this host and a pid that is not running. A container
+        of another host's session, of a live session, or without an owner is left, and said.
+        """
+        removed, kept = 0, set()
+        for thing in [*self.labelled({LABEL_RUN: None}), *self._labelled_images({LABEL_RUN: None})]:
+            owner = (thing.labels or {}).get(LABEL_OWNER, "")
+            why = _why_alive(owner)
+            if why and owner != session_owner():
+                kept.add(why)
                 continue
-            self.remove(container)
+            if hasattr(thing, "remove") and hasattr(thing, "status"):
+                self.remove(thing)
+            else:
+                self._remove_image(thing.id)
             removed += 1
-        return removed, sorted(alive)
+        return removed, sorted(kept)
+
+    def _labelled_images(self, labels: Mapping[str, str | None]) -> list[Any]:
+        filters = {"label": [k if v is None else f"{k}={v}" for k, v in labels.items()]}
+        return list(self.client.images.list(filters=filters))
+
+    def _remove_image(self, image_id: str) -> None:
+        from docker.errors import APIError, NotFound
+
+        try:
+            self.client.images.remove(image_id, force=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            if exc.status_code != 409:  # still in use by a container being removed: the next sweep
+                raise
 
 
 _EMPTY_TAR = b"\0" * 1024
@@ -410,17 +505,20 @@ def session_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _owner_alive(owner: str) -> bool:
+def _why_alive(owner: str) -> str:
+    """Why a thing labelled with ``owner`` may still be in use ('' when its session is provably gone)."""
     host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another machine's session: we cannot tell, and leftovers are what --pb-cleanup is for
+    if not owner or not pid.isdigit():
+        return "owner unknown (no owner label)"
+    if host != socket.gethostname():
+        return f"session {owner} on another host"
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
-        return False
+        return ""
     except PermissionError:
-        return True
-    return True
+        pass
+    return f"running session {owner}"
 
 
 def _short(exc: BaseException) -> str:

@@ -21,7 +21,7 @@ class ProgramBenchError(Exception):
 
 
 class EngineUnavailable(ProgramBenchError):
-    code = "no_docker_engine"
+    code = "engine_unavailable"
 
     def __init__(self, host: str, detail: str) -> None:
         super().__init__(

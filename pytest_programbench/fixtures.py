@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_programbench.containers import Engine
+from pytest_programbench.containers import (
+    LABEL_INSTANCE,
+    LABEL_OWNER,
+    LABEL_ROLE,
+    LABEL_RUN,
+    LABEL_WORKER,
+    Engine,
+    session_owner,
+)
 from pytest_programbench.keys import AGENT_RUN_KEY, RUN_DIR_KEY, RUN_ID_KEY, SETTINGS_KEY
 from pytest_programbench.model import AgentRun, Instance, Outcome
 from pytest_programbench.settings import Settings
@@ -305,6 +313,15 @@ def pb_outcome(
         progress=progress,
         image=image_id,
         audit=Audit(engine, task.get("eval_clean_hashes", [])),
+        engine=engine,
+        labels={
+            LABEL_RUN: request.config.stash[RUN_ID_KEY],
+            LABEL_WORKER: os.environ.get("PYTEST_XDIST_WORKER", "main"),
+            LABEL_INSTANCE: pb_instance.instance_id,
+            LABEL_ROLE: "scoring",
+            LABEL_OWNER: session_owner(),
+        },
+        memory=pb_settings.scoring_memory,
     )
     check_pinned(engine, image, image_id, when="while the submission was scored")
     progress(f"scored {outcome.score:.2f} ({outcome.n_resolved}/{outcome.n_tests})", milestone=True)

@@ -56,10 +56,10 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         print(f"programbench: {exc}")
         return 1
     with engine:
-        removed, running = engine.sweep_orphans()
-    print(f"programbench: removed {removed} leftover container(s) from {engine.host}")
-    if running:
-        print(f"programbench: left those of running sessions alone: {', '.join(running)}")
+        removed, kept = engine.sweep_orphans()
+    print(f"programbench: removed {removed} leftover container(s) and image(s) from {engine.host}")
+    if kept:
+        print(f"programbench: left what may still be in use: {'; '.join(kept)}")
     return 0
 
 
@@ -68,6 +68,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     if not settings.active:
         return
+    _stop_on_sigterm()
     from pytest_programbench import tasks
 
     config.stash[SELECTION_KEY] = tasks.select(settings)
@@ -97,7 +98,7 @@ def pytest_configure(config: pytest.Config) -> None:
             instances={nodeid_of(i): i for i in config.stash[SELECTION_KEY].instances},
         )
         config.pluginmanager.register(collector, "programbench-results")
-        if not settings.submissions_dir and not settings.keep:
+        if not settings.keep:  # replay starts scoring containers too
             from pytest_programbench.sandbox import LeftoverSweep
 
             config.pluginmanager.register(LeftoverSweep(run_id), "programbench-sweep")
@@ -107,6 +108,25 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     for name in (*_settings.LANGUAGES, *_settings.DIFFICULTIES):
         config.addinivalue_line("markers", f"{name}: ProgramBench instances that are {name}")
+
+
+def _stop_on_sigterm() -> None:
+    """Make SIGTERM stop the session as Ctrl-C does, so containers are removed on the way out.
+
+    By default SIGTERM ends the process at once: no fixture teardown, no evaluator cleanup, and
+    its containers and committed images stay on the engine. Left alone if someone set a handler.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+
+        def interrupt(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt("SIGTERM")
+
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def _new_run_id() -> str:

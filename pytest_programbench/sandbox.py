@@ -251,7 +251,10 @@ def open_sandbox(
 
 
 class LeftoverSweep:
-    """Controller-only: at the end, remove agent containers a killed xdist worker could not.
+    """Controller-only: at the end, remove what a killed xdist worker or a stop could not.
+
+    That is agent and scoring containers, and the images the evaluator commits (they carry
+    the scoring container's labels).
 
     A worker removes its sandbox when the item ends; one that dies mid-item (OOM, kill -9)
     leaves it running. Every worker is gone by the controller's sessionfinish, so anything
@@ -276,5 +279,6 @@ class LeftoverSweep:
             reporter = session.config.pluginmanager.getplugin("terminalreporter")
             if reporter is not None:
                 reporter.write_line(
-                    f"programbench: removed {removed} container(s) a crashed worker left behind"
+                    f"programbench: removed {removed} container(s) and image(s) a crashed worker "
+                    "or an interruption left behind"
                 )

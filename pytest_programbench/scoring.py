@@ -9,11 +9,12 @@ retries), write its full result as ``<id>.eval.json``, and take the score the wa
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from pytest_programbench.tasks import load_tests
 if TYPE_CHECKING:
     from programbench.eval.eval import EvaluationResult
 
+    from pytest_programbench.containers import Engine
     from pytest_programbench.integrity import Audit
 
 
@@ -44,12 +46,19 @@ def score_submission(
     progress: Callable[[str], object] | None = None,
     image: str | None = None,
     audit: Audit | None = None,
+    engine: Engine | None = None,
+    labels: Mapping[str, str] | None = None,
+    memory: str = "",
 ) -> Outcome:
     """Compile and test ``submission`` in fresh cleanroom containers; write eval.json.
 
     ``image`` pins the task image (``sha256:<id>``, recorded before the agent ran) so a tag
     re-pointed mid-run cannot change what is scored; default: the instance's tag. With an
     ``audit``, its findings travel with the outcome and go to ``<id>.integrity.json``.
+    ``labels`` go on every container the evaluator starts (and so on the image it commits),
+    so a sweep finds them after a crash; ``memory`` limits those containers (default none,
+    as the official evaluator). With ``engine``, an engine that stopped answering while the
+    evaluator worked is EngineUnavailable, not a score.
     """
     from programbench.utils.load_data import get_active_branches, get_ignored_branches, get_ignored_tests
 
@@ -78,10 +87,13 @@ def score_submission(
     )
     started = time.monotonic()
     try:
-        result = evaluator.run()
+        with _container_options(labels or {}, memory):
+            result = evaluator.run()
     except Exception as exc:  # the evaluator only catches its own step errors
+        _check_engine(engine, str(exc))
         raise EvaluatorCrashed(instance.instance_id, f"{type(exc).__name__}: {exc}") from exc
     elapsed = time.monotonic() - started
+    _check_engine(engine, _failure_text(result))
 
     target = eval_json_path(instance_dir, instance.instance_id)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +107,52 @@ def score_submission(
     findings = audit.dicts()
     write_integrity(instance_dir, instance.instance_id, findings, audit.errors, image)
     return replace(outcome, findings=findings)
+
+
+#: What the docker CLI says when the engine is not there; the evaluator turns it into step failures.
+_ENGINE_GONE = ("Cannot connect to the Docker daemon", "Is the docker daemon running")
+_options_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _container_options(labels: Mapping[str, str], memory: str) -> Iterator[None]:
+    """Extra ``docker run`` options for the evaluator's containers, for one scoring run.
+
+    programbench starts every container with ``[*DOCKER_RUN_ARGS, "--init"]``, reading its
+    module-level list at each start; we extend that list in place and restore it after.
+    A process scores one item at a time, so nothing else sees the additions.
+    """
+    from programbench import constants
+
+    extra = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
+    if memory:
+        extra += ["--memory", memory, "--memory-swap", memory]
+    with _options_lock:
+        saved = list(constants.DOCKER_RUN_ARGS)
+        constants.DOCKER_RUN_ARGS[:] = [*saved, *extra]
+    try:
+        yield
+    finally:
+        with _options_lock:
+            constants.DOCKER_RUN_ARGS[:] = saved
+
+
+def _failure_text(result: EvaluationResult) -> str:
+    errors = [e.error_details for branch in result.test_branch_errors.values() for e in branch]
+    return "\n".join([result.error_details or "", *errors])
+
+
+def _check_engine(engine: Engine | None, failure: str) -> None:
+    """Raise EngineUnavailable if the engine is gone now, or was while the evaluator worked."""
+    if engine is None:
+        return
+    engine.version()  # raises EngineUnavailable when it does not answer
+    if any(phrase in failure for phrase in _ENGINE_GONE):
+        from pytest_programbench.errors import EngineUnavailable
+
+        raise EngineUnavailable(
+            engine.host, "it stopped answering while the evaluator worked; no score taken"
+        )
 
 
 def integrity_path(instance_dir: Path, instance_id: str) -> Path:

@@ -171,6 +171,12 @@ OTHER_OPTIONS = (
     ),
     Option("--pb-network", "Give the agent container network access (default: none)", "bool"),
     Option(
+        "--pb-scoring-memory",
+        "Memory limit of each scoring container (e.g. 16g); default: none, as the official evaluator "
+        "(a limit can change scores: a build or test that needs more fails)",
+        metavar="SIZE",
+    ),
+    Option(
         "--pb-force",
         "Redo every instance, ignoring results a previous session left in the run directory (--pb-output)",
         "bool",
@@ -228,6 +234,7 @@ class Settings:
     keep: bool = False
     force: bool = False
     integrity: str = "report"
+    scoring_memory: str = ""
 
     @property
     def explicit_selection(self) -> bool:
@@ -471,6 +478,8 @@ def resolve(config: pytest.Config) -> Settings:
         kwargs["agent_timeout"] = parse_duration(value("pb_agent_timeout"), where("pb_agent_timeout"))
     if value("pb_memory") is not None:
         kwargs["memory"] = parse_memory(value("pb_memory"), where("pb_memory"))
+    if value("pb_scoring_memory") is not None:
+        kwargs["scoring_memory"] = parse_memory(value("pb_scoring_memory"), where("pb_scoring_memory"))
     for dest in ("pb_network", "pb_keep", "pb_force"):
         if value(dest):
             kwargs[dest[3:]] = True

@@ -206,21 +206,37 @@ def test_unimportable_agent_is_an_error_that_says_so(pytester: pytest.Pytester, 
     result.stdout.fnmatch_lines(["*agent 'nowhere_to_be_found:agent' cannot be loaded: importing nowhere*"])
 
 
-def test_cleanup_removes_orphans_and_spares_running_sessions(
+def test_cleanup_removes_only_what_provably_dead_sessions_left(
     pytester: pytest.Pytester, engine: Engine, selftest_image: str
 ) -> None:
     run = f"test-cleanup-{os.getpid()}"
-    dead = engine.client.containers.create(
-        selftest_image, ["sleep", "600"], labels={LABEL_RUN: run, LABEL_OWNER: "nohost-at-all:1"}
-    )
-    alive = engine.client.containers.create(
-        selftest_image, ["sleep", "600"], labels={LABEL_RUN: run, LABEL_OWNER: f"{os.uname().nodename}:1"}
-    )
+    host = os.uname().nodename
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid of this host that no longer runs
+    owners = {
+        "dead": f"{host}:{gone.pid}",
+        "alive": f"{host}:1",
+        "elsewhere": "another-host-entirely:1",  # cannot be checked from here: left alone
+        "unknown": "",
+    }
+    made = {
+        name: engine.client.containers.create(
+            selftest_image, ["sleep", "600"], labels={LABEL_RUN: run, **({LABEL_OWNER: o} if o else {})}
+        )
+        for name, o in owners.items()
+    }
     try:
         result = pytester.runpytest_subprocess("--pb-cleanup")
         assert result.ret == 0
-        result.stdout.fnmatch_lines(["programbench: removed * leftover container(s) from *"])
-        assert [c.id for c in engine.labelled({LABEL_RUN: run})] == [alive.id]
+        result.stdout.fnmatch_lines(
+            [
+                "programbench: removed * leftover container(s) and image(s) from *",
+                "programbench: left what may still be in use: *",
+            ]
+        )
+        kept = {c.id for c in engine.labelled({LABEL_RUN: run})}
+        assert kept == {made[n].id for n in ("alive", "elsewhere", "unknown")}
+        assert "session another-host-entirely:1 on another host" in result.stdout.str()
     finally:
-        engine.remove(dead)
-        engine.remove(alive)
+        for container in made.values():
+            engine.remove(container)
