@@ -150,3 +150,25 @@ def test_threshold_lets_a_partial_submission_pass(pytester: pytest.Pytester, spr
     assert rows[spread.ids["partial"]]["score"] == pytest.approx(15 / 18)
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*1 partial*"])
+
+
+def test_scoring_containers_get_our_labels_and_memory_only_for_the_run() -> None:
+    from programbench import constants
+    from programbench.eval import eval as official
+
+    from pytest_programbench.scoring import _container_options
+
+    before = list(constants.DOCKER_RUN_ARGS)
+    with _container_options({"io.pytest-programbench.run": "r1"}, "512m"):
+        # The list the evaluator reads when it starts each container is the one we extended.
+        assert official.DOCKER_RUN_ARGS is constants.DOCKER_RUN_ARGS
+        assert constants.DOCKER_RUN_ARGS == [
+            *before,
+            "--label",
+            "io.pytest-programbench.run=r1",
+            "--memory",
+            "512m",
+            "--memory-swap",
+            "512m",
+        ]
+    assert constants.DOCKER_RUN_ARGS == before
