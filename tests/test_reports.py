@@ -135,6 +135,8 @@ def test_reports_of_an_agent_run(
         ids["crash"]: (0.0, 0, 0, "error"),
     }
     assert rows[ids["good"]]["agent_steps"] == 4 and rows[ids["good"]]["agent_cost"] == 0.5
+    # Honest agents: the integrity audit has nothing to say about any of them.
+    assert {i: r.get("findings", []) for i, r in rows.items()} == {i: [] for i in rows}
     document = json.loads((out / "report.json").read_text())
     assert document["summary"]["by_language"]["c"] == {
         "instances": 4,
