@@ -251,10 +251,15 @@ def _escapes(path: str, target: str) -> bool:
     return resolved == ".." or resolved.startswith("../")
 
 
-def scan_submission(archive: Path, clean_hashes: Iterable[str]) -> list[Finding]:
-    """Findings in the submission archive as the agent left it (read on the host)."""
+def scan_submission(archive: Path) -> list[Finding]:
+    """Findings in the submission archive as the agent left it (read on the host).
+
+    No hash check here: an agent's workspace starts with the given ``./executable`` and
+    most leave it, and the evaluator deletes every file with a given binary's hash before
+    compiling. What counts is what the build produces (``Audit.compiled``).
+    """
     with archive.open("rb") as f:
-        return scan_members(read_members(f, mode="r|gz"), clean_hashes, where="submission")
+        return scan_members(read_members(f, mode="r|gz"), (), where="submission")
 
 
 def changes_outside_workspace(changes: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -373,7 +378,7 @@ class Audit:
 
     def submission(self, archive: Path) -> None:
         try:
-            self._add(scan_submission(archive, self.clean_hashes))
+            self._add(scan_submission(archive))
         except Exception as exc:
             self._guard("submission scan", exc)
 

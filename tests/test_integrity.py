@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -432,17 +433,18 @@ def test_a_poisoned_task_image_is_an_error_and_does_not_fool_a_later_baseline(
             "-p",
             "no:xdist",
         )
-        poisoned_id = engine.image_id(tag)
     finally:
         engine.tag(clean_id, tag)  # put the clone's tag back for whoever uses it next
-    assert poisoned_id != clean_id, "the poisoner did not re-point the tag"
     assert result.parseoutcomes() == {"errors": 2}
     rows = {r["attempt"]: r for r in json.loads((out / "report.json").read_text())["instances"]}
     assert {a: r["error_code"] for a, r in rows.items()} == {1: "image_changed", 2: "image_changed"}
+    now = re.search(r"it is now (sha256:[0-9a-f]{64})", rows[1]["message"])
+    assert now is not None and now.group(1) != clean_id, rows[1]["message"]
     for row in rows.values():
-        assert clean_id in row["message"] and poisoned_id in row["message"], row["message"]
+        assert clean_id in row["message"] and now.group(1) in row["message"], row["message"]
     assert "while the agent worked" in rows[1]["message"]
     assert "since an earlier item of this session used it" in rows[2]["message"]
-    # Nothing was scored, so no eval.json can carry a number from the poisoned image.
+    # Nothing was scored, so no eval.json can carry a number from the poisoned image; and the
+    # poisoned image, committed from our labelled sandbox, went with the session's sweep.
     assert not list(out.rglob("*.eval.json"))
-    engine.client.images.remove(poisoned_id, force=True)
+    assert not engine.image_exists(now.group(1))

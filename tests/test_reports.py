@@ -21,7 +21,7 @@ from conftest import clone_selftest
 from junitparser import JUnitXml, Properties, Property
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import LABEL_RUN, Engine
+from pytest_programbench.containers import LABEL_INSTANCE, LABEL_RUN, Engine
 
 CPUS = "1"
 NAMES = ["good", "half", "broken", "crash"]
@@ -227,20 +227,21 @@ def agent_started(instance_id: str) -> str:
     return rf"{re.escape(instance_id)} \+\d+s agent \S+ started$"
 
 
-def container_creations(engine: Engine, since: int, image_names: list[str]) -> list[str]:
-    """Images of the containers created since ``since`` (from the engine's event log)."""
+def container_creations(engine: Engine, since: int, instance_ids: list[str]) -> list[str]:
+    """Instances whose containers (agent or scoring) were created since ``since``, per the engine's events.
+
+    By label, not by image: containers start from the pinned image id, which clones share.
+    """
     events = engine.client.events(
-        since=since, until=int(time.time()) + 1, decode=True, filters={"event": "create"}
+        since=since, until=int(time.time()) + 1, decode=True, filters={"event": "create", "type": "container"}
     )
-    images = [e.get("from", "") for e in events if e.get("Type") == "container"]
-    return [i for i in images if any(i.startswith(name) for name in image_names)]
+    labels = [e.get("Actor", {}).get("Attributes", {}) for e in events]
+    return [a[LABEL_INSTANCE] for a in labels if a.get(LABEL_INSTANCE) in instance_ids]
 
 
 def test_an_interrupted_run_resumes_without_redoing_finished_work(
     pytester: pytest.Pytester, engine: Engine, selftest_image: str, tmp_path: Path
 ) -> None:
-    from programbench.constants import image_name_from_instance_id
-
     # Images of this test's own: the engine's event log below must not see another test's containers.
     names = ["good", "half", "slow", "broken"]
     tasks, blobs, own_ids = clone_selftest(engine, tmp_path, [f"resumed_{n}" for n in names])
@@ -287,8 +288,7 @@ def test_an_interrupted_run_resumes_without_redoing_finished_work(
     assert resumed.parseoutcomes() == {"resolved": 1, "partial": 1, "zero": 2}
     resumed.stdout.fnmatch_lines(["*(3 reused from the run directory)*"])
     assert (pytester.path / "agent-calls.log").read_text().split() == [ids["slow"]]
-    finished_images = [image_name_from_instance_id(ids[n]) for n in ("broken", "good", "half")]
-    assert container_creations(engine, started, finished_images) == []
+    assert container_creations(engine, started, [ids[n] for n in ("broken", "good", "half")]) == []
     resumed_rows = rows_of(out)
     assert resumed_rows[ids["good"]]["reused"] and not resumed_rows[ids["slow"]]["reused"]
 

@@ -104,15 +104,9 @@ def test_every_submission_kind_scores_like_programbench_eval(
             theirs.error_code,
         ), kind
         assert (theirs.n_resolved, theirs.n_tests, theirs.error_code) == selftest.EXPECTED[kind], kind
-    # The integrity audit: the honest kinds, and the ones the evaluator itself defeats, carry no
-    # finding; the vendored reference binary is one (the evaluator deletes it, the audit says so).
-    flagged = {
-        k: [(f["code"], f["path"]) for f in rows[iid].get("findings", [])] for k, iid in spread.ids.items()
-    }
-    assert flagged == {
-        **{k: [] for k in KINDS},
-        "reference_copy": [("reference_binary", "vendor/rpncalc")],
-    }
+    # The integrity audit: no finding on the honest kinds, nor on those the evaluator itself
+    # defeats (it deletes a vendored reference binary and a shipped ./executable before compiling).
+    assert {k: rows[iid].get("findings", []) for k, iid in spread.ids.items()} == {k: [] for k in KINDS}
     assert rows[spread.ids["correct"]]["outcome"] == "resolved"
     assert rows[spread.ids["partial"]]["outcome"] == "partial"
     zeros = {"compile_failure", "no_compile_sh", "smuggled_executable", "reference_copy", "empty"}
@@ -162,7 +156,7 @@ def test_scoring_containers_get_our_labels_and_memory_only_for_the_run() -> None
     with _container_options({"io.pytest-programbench.run": "r1"}, "512m"):
         # The list the evaluator reads when it starts each container is the one we extended.
         assert official.DOCKER_RUN_ARGS is constants.DOCKER_RUN_ARGS
-        assert constants.DOCKER_RUN_ARGS == [
+        assert [
             *before,
             "--label",
             "io.pytest-programbench.run=r1",
@@ -170,5 +164,5 @@ def test_scoring_containers_get_our_labels_and_memory_only_for_the_run() -> None
             "512m",
             "--memory-swap",
             "512m",
-        ]
-    assert constants.DOCKER_RUN_ARGS == before
+        ] == constants.DOCKER_RUN_ARGS
+    assert before == constants.DOCKER_RUN_ARGS
