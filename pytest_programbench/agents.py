@@ -200,7 +200,7 @@ def _run_in_process(
     ours, theirs = context.Pipe(duplex=False)
     process = context.Process(
         target=_agent_process,
-        args=(agent, instance, sandbox.handle(), theirs, marker),
+        args=(agent, instance, sandbox.handle(), theirs, marker, os.getpid()),
         name=f"pb-agent-{instance.param_id}",
         daemon=False,
     )
@@ -240,11 +240,12 @@ def _run_in_process(
 
 
 def _agent_process(
-    agent: Agent, instance: Instance, handle: SandboxHandle, conn: Connection, marker: str
+    agent: Agent, instance: Instance, handle: SandboxHandle, conn: Connection, marker: str, harness: int
 ) -> None:
     """The agent's own process: a new session, marked, with a sandbox of its own on the same container."""
     os.setsid()
     os.environ[AGENT_MARKER] = marker
+    _die_with_parent(harness)
 
     def send(kind: str, payload: Any) -> None:
         try:
@@ -283,6 +284,21 @@ def _agent_process(
         send("error", (type(exc).__name__, str(exc), details))
     finally:
         conn.close()
+
+
+def _die_with_parent(harness: int) -> None:
+    """SIGKILL this process when the harness process dies (an OOM-killed xdist worker, say).
+
+    A new session shields the agent from the terminal's Ctrl-C, so without this a busy agent
+    would outlive a killed worker for good.
+    """
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != harness:  # it died before we asked
+        os._exit(1)
 
 
 def _kill_process_tree(process: Any, marker: str) -> None:
