@@ -210,13 +210,14 @@ def test_replay_reports_and_attempts(pytester: pytest.Pytester, clones: dict[str
         assert (out / f"attempt-{attempt}" / ids["half"] / f"{ids['half']}.eval.json").is_file()
 
 
-def wait_for(path: Path, text: str, timeout: float = 120) -> None:
+def wait_for(path: Path, *parts: str, timeout: float = 120) -> None:
+    """Until a line of ``path`` holds every part (no timing text: a loaded machine starts late)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path.exists() and text in path.read_text():
+        if path.exists() and any(all(p in line for p in parts) for line in path.read_text().splitlines()):
             return
         time.sleep(0.2)
-    raise AssertionError(f"{text!r} never appeared in {path}")
+    raise AssertionError(f"{parts!r} never appeared in {path}")
 
 
 def container_creations(engine: Engine, since: int, image_names: list[str]) -> list[str]:
@@ -253,7 +254,7 @@ def test_an_interrupted_run_resumes_without_redoing_finished_work(
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for(out / "progress.log", f"{ids['slow']} +0s agent behaviour started")
+        wait_for(out / "progress.log", f"{ids['slow']} +", "s agent behaviour started")
         time.sleep(1)
         proc.send_signal(signal.SIGINT)
         output = proc.communicate(timeout=120)[0].decode()
@@ -310,7 +311,7 @@ def test_a_killed_worker_loses_nothing_and_leaks_nothing(
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for(out / "progress.log", f"{ids['slow']} +0s agent behaviour started")
+        wait_for(out / "progress.log", f"{ids['slow']} +", "s agent behaviour started")
         os.kill(int(pidfile.read_text()), signal.SIGKILL)  # the xdist worker running the slow agent
         output = proc.communicate(timeout=300)[0].decode()
     finally:
