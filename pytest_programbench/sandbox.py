@@ -16,6 +16,7 @@ import contextlib
 import json
 import posixpath
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -254,11 +255,16 @@ class Sandbox:
         """
 
         def watch() -> None:
-            while not self._expired.wait(interval):
+            pause = interval
+            while not self._expired.wait(pause):
+                asked = time.monotonic()
                 try:
                     used = self._engine.writable_size(self._container)
                 except Exception:  # the engine is busy or the container is going: ask again
                     continue
+                # The engine walks the whole layer to answer: with a million files that takes a
+                # while, and asking back to back would keep it busy doing nothing else.
+                pause = max(interval, 4 * (time.monotonic() - asked))
                 if used > limit and not self._expired.is_set():
                     self.stopped_by = DiskLimitExceeded(self.instance_id, used, limit)
                     self.expire()
