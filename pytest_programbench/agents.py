@@ -9,9 +9,12 @@ Which agent an item gets, first answer wins: a ``pb_agent`` fixture overridden i
 conftest.py, then a ``pytest_programbench_agent`` hook in conftest.py, then
 ``--pb-agent`` (built-ins: ``none``, ``command``, ``mini-swe-agent``; or ``module:attr``).
 
-:func:`run_agent` gives the agent a wall-clock budget. The agent runs in its own
-thread; when time is up the sandbox stops accepting calls and every process in the
-container dies, so the workspace can be packed and scored as the agent left it.
+:func:`run_agent` gives the agent a wall-clock budget. A Python agent runs in a process
+of its own (forked, in its own session), with a sandbox on the same container: when
+time is up that process and everything it started are killed, however busy it is, and
+the container's processes die with the container's init, so the workspace can be
+packed and scored as the agent left it. Only our own built-ins that merely wait on
+something killable (``none``, ``command``) run in a thread of the harness.
 """
 
 from __future__ import annotations
@@ -20,22 +23,33 @@ import contextlib
 import importlib
 import inspect
 import json
+import multiprocessing
 import os
+import pickle
 import signal
 import subprocess
 import threading
 import time
+import traceback
+import uuid
+import warnings
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from pytest_programbench.errors import AgentUnavailable, NoAgent
 from pytest_programbench.model import AgentRun, Instance
-from pytest_programbench.sandbox import AgentTimedOut, Sandbox
+from pytest_programbench.sandbox import AgentReportWarning, AgentTimedOut, Sandbox, SandboxHandle, json_safe
 from pytest_programbench.settings import Settings
 
-# How long a timed-out agent's thread gets to notice (its next sandbox call raises) and finish.
+# How long a timed-out in-thread agent gets to notice (its next sandbox call raises) and finish.
 EXPIRE_GRACE_SECONDS = 10.0
+#: Every host process an agent starts inherits this variable: the harness kills them all by it,
+#: in their own session or not (the host-side twin of containers.EXEC_MARKER).
+AGENT_MARKER = "PB_AGENT_MARKER"
+# How often the harness looks up from an agent's reports to check its clock and the sandbox.
+_POLL_SECONDS = 0.2
 
 Agent = Callable[[Instance, Sandbox], Any]
 
@@ -95,50 +109,248 @@ def agent_name(agent: Any) -> str:
     return str(name or type(target).__qualname__)
 
 
+class AgentRaised(Exception):
+    """An exception an agent raised in its own process, as text (not every exception pickles)."""
+
+    def __init__(self, type_name: str, message: str, details: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.details = details  # the agent process's traceback
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def error_name(error: BaseException | None) -> str:
+    if isinstance(error, AgentRaised):
+        return error.type_name
+    return type(error).__name__
+
+
+def in_thread(agent: Agent) -> bool:
+    """Our built-ins that only wait on something killable run in a thread; everything else in a process."""
+    owner = getattr(agent, "__self__", agent)
+    return bool(getattr(owner, "pb_in_thread", False))
+
+
 def run_agent(
     agent: Agent, instance: Instance, sandbox: Sandbox, *, timeout: float
 ) -> tuple[AgentRun, BaseException | None]:
-    """Run ``agent`` at most ``timeout`` seconds; returns what it did and what it raised (if it crashed)."""
-    box: dict[str, Any] = {}
+    """Run ``agent`` at most ``timeout`` seconds; returns what it did and what it raised (if it crashed).
 
-    def work() -> None:
-        try:
-            box["value"] = agent(instance, sandbox)
-        except BaseException as exc:  # handed to the caller's thread
-            box["error"] = exc
-
-    worker = threading.Thread(target=work, name=f"pb-agent-{instance.param_id}", daemon=True)
+    A sandbox the disk watchdog stopped ends the run early; its error is returned.
+    """
     started = time.monotonic()
-    worker.start()
-    worker.join(timeout)
-    timed_out = worker.is_alive()
+    if in_thread(agent):
+        timed_out, error = _run_in_thread(agent, instance, sandbox, timeout)
+    else:
+        timed_out, error = _run_in_process(agent, instance, sandbox, timeout)
     seconds = time.monotonic() - started
     # Time up or not, the agent is done: nothing may keep writing while the workspace is packed.
     sandbox.expire()
-    if timed_out:
-        worker.join(EXPIRE_GRACE_SECONDS)
-    _take_returned(sandbox, box.get("value"))
-    error = box.get("error")
-    if timed_out or isinstance(error, AgentTimedOut):
+    if sandbox.stopped_by is not None:
+        timed_out, error = False, sandbox.stopped_by
+    elif timed_out or isinstance(error, AgentTimedOut):
         error = None
     record = sandbox.record
     run = AgentRun(
         name=agent_name(agent),
         seconds=round(seconds, 3),
         timed_out=timed_out,
-        exit_status=record.exit_status
-        or ("TimedOut" if timed_out else type(error).__name__ if error else ""),
+        exit_status=record.exit_status or ("TimedOut" if timed_out else error_name(error) if error else ""),
         steps=record.steps,
         cost=record.cost,
     )
     return run, error
 
 
+def _over(sandbox: Sandbox, deadline: float) -> bool:
+    return sandbox.expired or time.monotonic() >= deadline
+
+
+def _run_in_thread(
+    agent: Agent, instance: Instance, sandbox: Sandbox, timeout: float
+) -> tuple[bool, BaseException | None]:
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            _take_returned(sandbox, agent(instance, sandbox))
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"pb-agent-{instance.param_id}", daemon=True)
+    deadline = time.monotonic() + timeout
+    worker.start()
+    while worker.is_alive() and not _over(sandbox, deadline):
+        worker.join(_POLL_SECONDS)
+    timed_out = worker.is_alive()
+    if timed_out:
+        sandbox.expire()
+        worker.join(EXPIRE_GRACE_SECONDS)
+    return timed_out, box.get("error")
+
+
+def _run_in_process(
+    agent: Agent, instance: Instance, sandbox: Sandbox, timeout: float
+) -> tuple[bool, BaseException | None]:
+    marker = uuid.uuid4().hex
+    # fork: the agent (a closure from a conftest, say) need not pickle, and it starts instantly.
+    context = multiprocessing.get_context("fork")
+    ours, theirs = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_agent_process,
+        args=(agent, instance, sandbox.handle(), theirs, marker, os.getpid()),
+        name=f"pb-agent-{instance.param_id}",
+        daemon=False,
+    )
+    deadline = time.monotonic() + timeout
+    process.start()
+    theirs.close()
+    error: BaseException | None = None
+    finished = False
+    try:
+        while not finished and not _over(sandbox, deadline):
+            if not ours.poll(_POLL_SECONDS):
+                if not process.is_alive() and not ours.poll(0):
+                    error = AgentRaised(
+                        "AgentDied", f"the agent process exited with code {process.exitcode}", ""
+                    )
+                    finished = True
+                continue
+            try:
+                kind, payload = ours.recv()
+            except Exception:  # the pipe broke: the process died mid-message
+                process.join(EXPIRE_GRACE_SECONDS)
+                error = AgentRaised("AgentDied", f"the agent process exited with code {process.exitcode}", "")
+                finished = True
+                continue
+            if kind == "report":
+                sandbox.apply_report(payload)
+            elif kind == "warning":
+                warnings.warn(AgentReportWarning(str(payload)), stacklevel=1)
+            elif kind == "error":
+                error, finished = AgentRaised(*payload), True
+            elif kind == "done":
+                finished = True
+    finally:
+        _kill_process_tree(process, marker)
+        ours.close()
+    return not finished and not sandbox.expired, error
+
+
+def _agent_process(
+    agent: Agent, instance: Instance, handle: SandboxHandle, conn: Connection, marker: str, harness: int
+) -> None:
+    """The agent's own process: a new session, marked, with a sandbox of its own on the same container."""
+    os.setsid()
+    os.environ[AGENT_MARKER] = marker
+    _die_with_parent(harness)
+
+    def send(kind: str, payload: Any) -> None:
+        try:
+            conn.send((kind, payload))
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            conn.send(("warning", f"a {kind} could not be handed to the harness ({exc}); dropped"))
+
+    def forward(fields: dict[str, Any]) -> None:
+        portable = {}
+        for key, value in fields.items():
+            if not isinstance(key, str):
+                continue
+            if key == "trajectory":
+                value = json_safe(value, "trajectory")
+            try:
+                pickle.dumps(value)
+            except Exception:
+                value = repr(value)
+            portable[key] = value
+        send("report", portable)
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, AgentReportWarning):
+            send("warning", str(message))  # the harness's session reports it
+        else:
+            shown(message, category, *args, **kwargs)
+
+    shown, warnings.showwarning = warnings.showwarning, show
+    try:
+        sandbox = handle.open()
+        sandbox.forward = forward
+        _take_returned(sandbox, agent(instance, sandbox))
+        send("done", None)
+    except BaseException as exc:
+        details = traceback.format_exc()
+        send("error", (type(exc).__name__, str(exc), details))
+    finally:
+        conn.close()
+
+
+def _die_with_parent(harness: int) -> None:
+    """SIGKILL this process when the harness process dies (an OOM-killed xdist worker, say).
+
+    A new session shields the agent from the terminal's Ctrl-C, so without this a busy agent
+    would outlive a killed worker for good.
+    """
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != harness:  # it died before we asked
+        os._exit(1)
+
+
+def _kill_process_tree(process: Any, marker: str) -> None:
+    """SIGKILL the agent process, its session and every host process carrying its marker."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    kill_marked(marker)
+    process.join(EXPIRE_GRACE_SECONDS)
+
+
+def kill_marked(marker: str, rounds: int = 5) -> int:
+    """SIGKILL every host process whose environment holds ``AGENT_MARKER=marker``; returns how many.
+
+    A process that left its process group (``setsid``) keeps its environment; only our
+    own user's processes are readable, which is all an agent can start.
+    """
+    needle = f"{AGENT_MARKER}={marker}".encode()
+    killed = 0
+    for _ in range(rounds):  # a process forking as we scan needs another look
+        found = 0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/environ", "rb") as f:
+                    environ = f.read()
+            except OSError:
+                continue
+            if needle in environ.split(b"\0"):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    found += 1
+        killed += found
+        if not found:
+            break
+    return killed
+
+
 def _take_returned(sandbox: Sandbox, value: Any) -> None:
+    """A returned dict (or object) is a report; keys that are not names are dropped."""
     if isinstance(value, dict):
-        sandbox.report(**value)
+        fields = value
     elif value is not None and hasattr(value, "__dict__"):
-        sandbox.report(**{k: v for k, v in vars(value).items() if not k.startswith("_")})
+        fields = {k: v for k, v in vars(value).items() if not k.startswith("_")}
+    else:
+        return
+    named = {k: v for k, v in fields.items() if isinstance(k, str)}
+    if len(named) != len(fields):
+        from pytest_programbench.sandbox import _warn
+
+        _warn(f"dropped {len(fields) - len(named)} returned key(s) that are not strings")
+    sandbox.report(**named)
 
 
 def save_trajectory(sandbox: Sandbox, path: Path) -> None:
@@ -161,6 +373,7 @@ def none_agent(instance: Instance, sandbox: Sandbox) -> dict[str, Any]:
 
 
 none_agent.agent_name = "none"  # type: ignore[attr-defined]
+none_agent.pb_in_thread = True  # type: ignore[attr-defined]
 
 
 class CommandAgent:
@@ -171,6 +384,7 @@ class CommandAgent:
     """
 
     agent_name = "command"
+    pb_in_thread = True  # it only waits on a host program, which is killed by its marker
 
     def __init__(self, command: str, instance_dir: Path) -> None:
         self.command = command
@@ -180,6 +394,7 @@ class CommandAgent:
         self.instance_dir.mkdir(parents=True, exist_ok=True)
         prompt_file = self.instance_dir / "prompt.md"
         prompt_file.write_text(instance.prompt)
+        marker = uuid.uuid4().hex
         env = {
             **os.environ,
             "PB_CONTAINER_ID": sandbox.container_id,
@@ -188,6 +403,7 @@ class CommandAgent:
             "PB_WORKSPACE": sandbox.workspace,
             "PB_PROMPT_FILE": str(prompt_file),
             "PB_AGENT_USER": sandbox.user,
+            AGENT_MARKER: marker,
         }
         with (self.instance_dir / "agent.log").open("wb") as log:
             proc = subprocess.Popen(
@@ -199,14 +415,15 @@ class CommandAgent:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group, so the timeout kills all of it
             )
-            sandbox.on_expire(lambda: _kill_group(proc))
+            sandbox.on_expire(lambda: _kill_group(proc, marker))
             try:
                 code = proc.wait()
             finally:
-                _kill_group(proc)
+                _kill_group(proc, marker)  # what it left running (daemons, setsid children) dies too
         return {"exit_status": "Submitted" if code == 0 else f"exit {code}"}
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def _kill_group(proc: subprocess.Popen[bytes], marker: str) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    kill_marked(marker)

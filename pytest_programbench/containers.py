@@ -41,6 +41,11 @@ EXEC_MARKER = "PB_EXEC_MARKER"
 log = logging.getLogger("pytest_programbench")
 KILL_GRACE_SECONDS = 10.0
 STREAM_TIMEOUT_SECONDS = 7 * 24 * 3600
+#: Output of one exec kept in memory: its first and last this many bytes (a build log fits;
+#: `cat /dev/urandom` does not take the host's memory with it).
+OUTPUT_HEAD_BYTES = OUTPUT_TAIL_BYTES = 1 << 20
+# Names the name of a container kept on purpose (its workspace is the only copy): sweeps spare it.
+KEPT_PREFIX = "pb-kept-"
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,36 @@ class ExecResult:
     returncode: int
     output: str
     timed_out: bool = False
+    cut_bytes: int = 0  # output dropped from the middle (see OUTPUT_HEAD_BYTES)
+
+
+class BoundedOutput:
+    """Collects a stream's bytes, keeping only its head and tail; counts what it drops."""
+
+    def __init__(self, head: int = OUTPUT_HEAD_BYTES, tail: int = OUTPUT_TAIL_BYTES) -> None:
+        self._head_limit, self._tail_limit = head, tail
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.cut = 0
+
+    def add(self, chunk: bytes) -> None:
+        room = self._head_limit - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if not chunk:
+            return
+        self.tail += chunk
+        excess = len(self.tail) - self._tail_limit
+        if excess > 0:
+            del self.tail[:excess]
+            self.cut += excess
+
+    def text(self) -> str:
+        if not self.cut:
+            return (bytes(self.head) + bytes(self.tail)).decode(errors="replace")
+        note = f"\n[... {self.cut} bytes of output cut by pytest-programbench ...]\n"
+        return bytes(self.head).decode(errors="replace") + note + bytes(self.tail).decode(errors="replace")
 
 
 _T = TypeVar("_T")
@@ -89,6 +124,7 @@ class Engine:
 
         self.host = host or default_host()
         self._streams: Any = None
+        self._disk_quota: bool | None = None
         try:
             self.client: docker.DockerClient = docker.DockerClient(base_url=self.host, timeout=timeout)
             self.client.ping()
@@ -188,10 +224,10 @@ class Engine:
         *,
         labels: Mapping[str, str],
         command: list[str] | None = None,
-        keep: bool = False,
+        keep: bool | Callable[[], bool] = False,
         **run_options: Any,
     ) -> Iterator[Container]:
-        """A started container, removed on exit (unless ``keep``) and on a failed start."""
+        """A started container, removed on exit (unless ``keep``, asked at exit) and on a failed start."""
         from docker.errors import DockerException, ImageNotFound
 
         created: Container | None = None
@@ -215,7 +251,7 @@ class Engine:
                 ) from None
             yield created
         finally:
-            if created is not None and not keep:
+            if created is not None and not (keep() if callable(keep) else keep):
                 try:
                     self.remove(created)
                 except EngineUnavailable as exc:
@@ -225,7 +261,7 @@ class Engine:
 
     @_reaching
     def remove(self, container: Container) -> None:
-        """Remove ``container`` and its volumes; one already gone, or going, is fine."""
+        """Remove a container; one already gone (404) or being removed by someone else (409) is fine."""
         from docker.errors import APIError, NotFound
 
         try:
@@ -233,8 +269,74 @@ class Engine:
         except NotFound:
             pass
         except APIError as exc:
-            if exc.status_code != 409:  # "removal already in progress": someone else is removing it
+            # A workspace of a million files takes the engine a while; a second remover gets 409.
+            if exc.status_code != 409:
                 raise
+
+    @_reaching
+    def supports_disk_quota(self, image: str) -> bool:
+        """Whether the engine can cap a container's writable layer (``--storage-opt size``).
+
+        overlay2 can only on xfs with pquota; elsewhere the engine refuses the container,
+        so we ask once per engine with a container that is created, never started.
+        """
+        if self._disk_quota is None:
+            from docker.errors import APIError
+
+            try:
+                probe = self.client.containers.create(
+                    image, ["true"], storage_opt={"size": "1G"}, labels={LABEL_ROLE: "probe"}
+                )
+            except APIError:
+                self._disk_quota = False
+            else:
+                self.remove(probe)
+                self._disk_quota = True
+        return self._disk_quota
+
+    @_reaching
+    def writable_size(self, container: Container) -> int:
+        """Bytes in the container's writable layer (what `docker ps --size` shows)."""
+        rows = self.client.api.containers(all=True, size=True, filters={"id": container.id})
+        return int(rows[0].get("SizeRw") or 0) if rows else 0
+
+    @_reaching
+    def kill(self, container: Container) -> None:
+        """SIGKILL the container's init: every process in it dies, the filesystem stays readable."""
+        from docker.errors import APIError, NotFound
+
+        with contextlib.suppress(NotFound, APIError):  # APIError: it was not running any more
+            container.kill()
+        with contextlib.suppress(Exception):
+            container.wait(timeout=30)
+
+    @_reaching
+    def rename(self, container: Container, name: str) -> None:
+        container.rename(name)
+
+    @contextlib.contextmanager
+    def archive_stream(self, container: Container | str, path: str) -> Iterator[Iterator[bytes]]:
+        """The engine's tar of ``path`` (what docker cp reads), streamed.
+
+        Works on a stopped container and starts no process in it. Leaving the block
+        closes the connection, which aborts the engine's copy: until then it holds the
+        container (a rename or removal would wait for a copy nobody reads).
+        """
+        api: Any = self.client.api
+        # APIClient.get_archive, minus the generator that hides the response we must close.
+        # identity: otherwise the engine gzips the tar for us to unzip, only to gzip it again.
+        container_id = container if isinstance(container, str) else container.id
+        response = api._get(
+            api._url("/containers/{0}/archive", container_id),
+            params={"path": path},
+            headers={"Accept-Encoding": "identity"},
+            stream=True,
+        )
+        try:
+            api._raise_for_status(response)
+            yield response.raw.stream(1 << 20, decode_content=False)
+        finally:
+            response.close()
 
     @_reaching
     def exec(
@@ -263,13 +365,13 @@ class Engine:
             workdir=workdir,
             environment={**(env or {}), EXEC_MARKER: marker},
         )["Id"]
-        chunks: list[bytes] = []
+        output = BoundedOutput()
         failure: list[BaseException] = []
 
         def pump() -> None:
             try:
                 for chunk in api.exec_start(exec_id, stream=True):
-                    chunks.append(chunk)
+                    output.add(chunk)
             except BaseException as exc:  # surfaced below, in the caller's thread
                 failure.append(exc)
 
@@ -288,8 +390,12 @@ class Engine:
                 raise EngineUnavailable(self.host, f"exec in {container.short_id} failed: {_short(exc)}")
             raise exc
         code = api.exec_inspect(exec_id).get("ExitCode")
-        output = b"".join(chunks).decode(errors="replace")
-        return ExecResult(returncode=-9 if code is None else int(code), output=output, timed_out=timed_out)
+        return ExecResult(
+            returncode=-9 if code is None else int(code),
+            output=output.text(),
+            timed_out=timed_out,
+            cut_bytes=output.cut,
+        )
 
     @_reaching
     def kill_marked(self, container: Container, marker: str, *, user: str = "") -> None:
@@ -304,12 +410,12 @@ class Engine:
             f"if grep -qsxz '{EXEC_MARKER}={marker}' $p/environ; then kill -9 $pid 2>/dev/null; found=1; fi; "
             'done; [ -z "$found" ] && break; sleep 0.1; done'
         )
-        container.exec_run(["sh", "-c", script], user=user)
+        from docker.errors import DockerException
 
-    @_reaching
-    def kill_all(self, container: Container) -> None:
-        """SIGKILL every process in the container but its init (and the killer itself)."""
-        container.exec_run(["sh", "-c", "kill -9 -1 2>/dev/null; true"], user="0")
+        # At the pids limit (a fork bomb) the killer itself cannot start; the expiry kills the
+        # whole container later, so a failed sweep here must not fail the agent's exec.
+        with contextlib.suppress(DockerException):
+            container.exec_run(["sh", "-c", script], user=user)
 
     @_reaching
     def put_file(self, container: Container, path: str, data: bytes, *, mode: int, owner: int) -> None:
@@ -394,37 +500,47 @@ class Engine:
 
     @contextlib.contextmanager
     def archive(self, container_id: str, path: str) -> Iterator[BinaryIO]:
-        """``path`` in the container as an uncompressed tar stream (file-like, read once)."""
+        """``path`` in the container as an uncompressed tar stream (file-like, read once).
+
+        A path that does not exist reads as an empty archive.
+        """
         from docker.errors import NotFound
 
+        stream = self.archive_stream(container_id, path)
         try:
-            stream, _ = self.client.api.get_archive(container_id, path, chunk_size=1 << 20)
+            chunks = stream.__enter__()
         except NotFound:
-            stream = iter([_EMPTY_TAR])
+            yield io.BytesIO(_EMPTY_TAR)
+            return
         except Exception as exc:
             if unreachable(exc):
                 raise EngineUnavailable(self.host, f"archive: {_short(exc)}") from None
             raise
-        reader = io.BufferedReader(_ChunkReader(stream), 1 << 20)
         try:
-            yield reader
+            yield io.BufferedReader(_ChunkReader(chunks), 1 << 20)
         finally:
-            reader.close()
+            stream.__exit__(None, None, None)
 
     @_reaching
     def labelled(self, labels: Mapping[str, str | None]) -> list[Container]:
         """Containers carrying every label (a None value: the label with any value)."""
         filters = {"label": [k if v is None else f"{k}={v}" for k, v in labels.items()]}
-        return list(self.client.containers.list(all=True, filters=filters))
+        # ignore_removed: a container going away between the listing and its inspection is no error.
+        return list(self.client.containers.list(all=True, filters=filters, ignore_removed=True))
+
+    @_reaching
+    def get(self, container_id: str) -> Container:
+        return self.client.containers.get(container_id)
 
     @_reaching
     def sweep(self, labels: Mapping[str, str | None]) -> int:
         """Remove every container, then every image, carrying all ``labels``; returns how many went.
 
+        Containers kept on purpose (named ``pb-kept-*``: their workspace is the only copy) stay.
         Images matter because the evaluator commits each compile container to an image
         (``programbench-compiled/...``) that inherits the container's labels.
         """
-        leftovers = self.labelled(labels)
+        leftovers = [c for c in self.labelled(labels) if not c.name.startswith(KEPT_PREFIX)]
         for container in leftovers:
             self.remove(container)
         images = self._labelled_images(labels)

@@ -157,3 +157,56 @@ class ImageChanged(ProgramBenchError):
             f"Restore the tag (`docker tag {pinned} {image}`, or pull it again) and rerun the item",
         )
         self.image = image
+
+
+class SubmissionTooLarge(ProgramBenchError):
+    code = "submission_too_large"
+
+    def __init__(self, what: str, limit: int, where: str) -> None:
+        super().__init__(
+            f"{what} exceeds the submission limit of {_size(limit)}; {where}",
+            "Raise --pb-max-submission if the workspace really needs it, or have the agent keep build "
+            "output and data out of /workspace",
+        )
+        self.limit = limit
+
+
+class PackTimedOut(ProgramBenchError):
+    code = "pack_timed_out"
+
+    def __init__(self, instance_id: str, seconds: float, where: str) -> None:
+        super().__init__(
+            f"packing /workspace of {instance_id} took longer than {seconds:.0f}s; {where}",
+            "Look for huge or endless files in the workspace; rerun with --pb-keep to inspect it",
+        )
+        self.instance_id = instance_id
+
+
+class DiskLimitExceeded(ProgramBenchError):
+    code = "disk_limit_exceeded"
+
+    def __init__(self, instance_id: str, used: int, limit: int) -> None:
+        super().__init__(
+            f"the agent on {instance_id} was stopped: its container wrote {_size(used)}, over the "
+            f"--pb-disk limit of {_size(limit)}; what it left in /workspace was packed",
+            "Raise --pb-disk if the task needs the space, or fix the agent that filled the disk",
+        )
+        self.instance_id = instance_id
+
+
+class TaskInvalid(ProgramBenchError):
+    code = "task_invalid"
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(
+            f"task file {path} is invalid: {detail}",
+            "Restore it from the programbench package (or your task source) and rerun",
+        )
+        self.path = path
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"

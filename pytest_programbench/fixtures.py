@@ -121,11 +121,16 @@ def pb_submission(
     to produce the archive some other way.
     """
     from pytest_programbench import resume
-    from pytest_programbench.submissions import check_archive, find_submission, place_submission
+    from pytest_programbench.submissions import (
+        UNPACKED_FACTOR,
+        check_archive,
+        find_submission,
+        place_submission,
+    )
 
     if pb_settings.submissions_dir:
         source = find_submission(Path(pb_settings.submissions_dir), pb_instance.instance_id)
-        check_archive(source)
+        check_archive(source, max_unpacked=UNPACKED_FACTOR * pb_settings.max_submission)
         return place_submission(source, pb_instance_dir)
     previous = None if pb_settings.force else resume.finished_agent(pb_instance_dir)
     run: AgentRun = previous if previous is not None else request.getfixturevalue("pb_agent_run")
@@ -161,7 +166,9 @@ def pb_sandbox(
     """The agent's container for this item: removed when the item ends unless ``--pb-keep``."""
     from pytest_programbench.sandbox import Limits, open_sandbox
 
-    limits = Limits(cpus=pb_cpus, memory=pb_settings.memory, network=pb_settings.network)
+    limits = Limits(
+        cpus=pb_cpus, memory=pb_settings.memory, network=pb_settings.network, disk=pb_settings.disk
+    )
     with open_sandbox(
         pb_engine,
         pb_image_id,
@@ -186,21 +193,39 @@ def pb_agent_run(
     """Run the agent in the sandbox (at most ``--pb-agent-timeout``) and pack ``/workspace``.
 
     The workspace is packed to ``<id>/submission.tar.gz`` whether the agent finished,
-    timed out or raised; a raising agent then makes the item an error.
+    timed out, was stopped at the disk limit or raised; the last two then make the item
+    an error.
     """
-    from pytest_programbench.agents import agent_name, as_callable, run_agent, save_trajectory
-    from pytest_programbench.errors import AgentCrashed
+    import warnings
+
+    from pytest_programbench.agents import agent_name, as_callable, error_name, run_agent, save_trajectory
+    from pytest_programbench.errors import AgentCrashed, ProgramBenchError
+    from pytest_programbench.sandbox import SubmissionWarning
 
     agent = as_callable(pb_agent)
     pb_sandbox.progress = pb_progress
     pb_progress(f"agent {agent_name(agent)} started", milestone=True)
     run, error = run_agent(agent, pb_instance, pb_sandbox, timeout=pb_settings.agent_timeout)
-    ending = "timed out" if run.timed_out else f"crashed ({type(error).__name__})" if error else "finished"
+    ending = "timed out" if run.timed_out else f"crashed ({error_name(error)})" if error else "finished"
+    if isinstance(error, ProgramBenchError):
+        ending = f"stopped ({error.code})"
     pb_progress(f"agent {ending} after {run.seconds:.0f}s; packing /workspace", milestone=True)
     save_trajectory(pb_sandbox, pb_instance_dir / f"{pb_instance.instance_id}.traj.json")
-    pb_sandbox.pack_workspace(pb_instance_dir / ARCHIVE_NAME)
+    packed = pb_sandbox.pack(pb_instance_dir / ARCHIVE_NAME, max_bytes=pb_settings.max_submission)
+    if packed.skipped:
+        listed = ", ".join(packed.skipped[:10]) + (" ..." if len(packed.skipped) > 10 else "")
+        pb_progress(f"left {len(packed.skipped)} special file(s) out of the submission: {listed}")
+        warnings.warn(
+            SubmissionWarning(
+                f"{pb_instance.instance_id}: {len(packed.skipped)} fifo(s)/device(s) in /workspace "
+                f"cannot be submitted and were left out: {listed}"
+            ),
+            stacklevel=1,
+        )
+    if isinstance(error, ProgramBenchError):
+        raise error
     if error is not None:
-        raise AgentCrashed(pb_instance.instance_id, f"{type(error).__name__}: {error}") from error
+        raise AgentCrashed(pb_instance.instance_id, f"{error_name(error)}: {error}") from error
     from pytest_programbench.resume import mark_agent_done
 
     mark_agent_done(pb_instance_dir, run)

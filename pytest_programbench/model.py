@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -103,6 +104,28 @@ def category_of(score: float) -> str:
     return "zero"
 
 
+def clean_steps(value: object) -> int | None:
+    """An agent's step count if it is one (an int >= 0), else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def clean_cost(value: object) -> float | None:
+    """An agent's cost in dollars if it is one (a finite number >= 0), else None.
+
+    Agents report what they like; "free", NaN or 10**400 must not reach the summary's
+    ``f"${cost:.2f}"`` (or a resumed run's, which reads it back from disk).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
 @dataclass(frozen=True)
 class AgentRun:
     """What the agent phase of one item did."""
@@ -113,6 +136,11 @@ class AgentRun:
     exit_status: str = ""
     steps: int | None = None
     cost: float | None = None
+
+    def __post_init__(self) -> None:
+        # The last line of defence: a marker written by an older version may hold anything.
+        object.__setattr__(self, "steps", clean_steps(self.steps))
+        object.__setattr__(self, "cost", clean_cost(self.cost))
 
 
 @dataclass(frozen=True)
@@ -148,6 +176,10 @@ class Outcome:
         if not self.findings or self.official_score is not None:
             return self
         return replace(self, score=0.0, category=category_of(0.0), official_score=self.score)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "agent_steps", clean_steps(self.agent_steps))
+        object.__setattr__(self, "agent_cost", clean_cost(self.agent_cost))
 
     def with_agent(self, run: AgentRun) -> Outcome:
         return replace(

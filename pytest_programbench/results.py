@@ -8,6 +8,7 @@ evaluator logs (those stay in ``<id>.eval.json``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -151,6 +152,7 @@ class Collector:
         self.instances = instances or {}
         self.expected: set[str] = set()
         self._written = 0.0
+        self.write_failure = ""  # why the last --pb-report write failed; the run goes on regardless
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.expected.update(item.nodeid for item in session.items if item.nodeid in self.instances)
@@ -235,6 +237,10 @@ class Collector:
         from pytest_programbench.reporting import summary_lines
 
         lines = summary_lines(list(self.rows.values()), threshold=self.threshold, integrity=self.integrity)
+        if self.write_failure:
+            lines.append(
+                f"warning: --pb-report {self.report_path} could not be written: {self.write_failure}"
+            )
         if lines:
             terminalreporter.write_sep("=", "ProgramBench")
             for line in lines:
@@ -248,10 +254,18 @@ class Collector:
         return {**self.meta, "instances": rows, "summary": summary}
 
     def write_report(self) -> None:
+        """Rewrite the JSON report; a failure (a full disk) is remembered and shown, never raised."""
         if self.report_path is None:
             return
-        self.report_path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.report_path.with_name(self.report_path.name + f".{os.getpid()}.partial")
-        partial.write_text(json.dumps(self.document(), indent=2))
-        partial.replace(self.report_path)
+        try:
+            self.report_path.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(self.document(), indent=2, default=str))
+            partial.replace(self.report_path)
+        except OSError as exc:
+            self.write_failure = str(exc) or type(exc).__name__
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+        else:
+            self.write_failure = ""
         self._written = time.monotonic()

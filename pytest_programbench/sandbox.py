@@ -1,19 +1,23 @@
 """Sandbox: the task container an agent works in, and the only door agents get into it.
 
 The container starts from the task image with ``/workspace`` as its working directory,
-no network unless asked, the image's ``agent`` user when it has one, SYS_PTRACE dropped,
-no-new-privileges, CPU/memory/pids limits and our labels. Agents reach it only through
-:class:`Sandbox`: commands with a timeout, file reads and writes inside the container.
-Nothing here touches the host's filesystem except :meth:`Sandbox.pack_workspace`, which
-writes the submission archive into the run directory. The hidden tests never enter.
+an init that reaps orphans as PID 1, no network unless asked, the image's ``agent`` user
+when it has one, SYS_PTRACE dropped, no-new-privileges, CPU/memory/pids/disk limits and
+our labels. Agents reach it only through :class:`Sandbox`: commands with a timeout (and
+bounded output), file reads and writes inside the container. Nothing here touches the
+host's filesystem except :meth:`Sandbox.pack_workspace`, which reads ``/workspace``
+through the engine (packing.py) into the run directory. The hidden tests never enter.
 At the end of a session the controller sweeps whatever a killed worker left running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import posixpath
 import threading
+import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_programbench.containers import (
+    KEPT_PREFIX,
     LABEL_INSTANCE,
     LABEL_ROLE,
     LABEL_RUN,
@@ -29,7 +34,15 @@ from pytest_programbench.containers import (
     Engine,
     ExecResult,
 )
-from pytest_programbench.errors import WorkspaceUnpackable
+from pytest_programbench.errors import (
+    DiskLimitExceeded,
+    PackTimedOut,
+    ProgramBenchError,
+    SubmissionTooLarge,
+    WorkspaceUnpackable,
+)
+from pytest_programbench.model import clean_cost, clean_steps
+from pytest_programbench.packing import Packed, PackLimit, pack_stream
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -38,7 +51,12 @@ WORKSPACE = "/workspace"
 AGENT_USER = "agent"
 # Enough for parallel builds (cargo, go, make -j), low enough that a fork bomb cannot take the host.
 PIDS_LIMIT = 4096
-_PACK_PATH = "/tmp/.pb-submission.tar.gz"
+#: Default of --pb-max-submission: a packed workspace larger than this is not source code.
+MAX_SUBMISSION_BYTES = 1 << 30
+#: Packing reads at disk speed; a workspace that takes this long holds something pathological.
+PACK_TIMEOUT_SECONDS = 30 * 60
+#: How often the disk watchdog asks the engine for the writable layer's size.
+DISK_POLL_SECONDS = 2.0
 
 # Which user each image runs agents as, found once per image per process.
 _users: dict[str, tuple[str, int]] = {}
@@ -49,6 +67,14 @@ class AgentTimedOut(Exception):
     """Raised by every sandbox call once the agent's time is up."""
 
 
+class AgentReportWarning(UserWarning):
+    """An agent reported a value the harness cannot use; it was dropped or stored as text."""
+
+
+class SubmissionWarning(UserWarning):
+    """Something in /workspace could not go into the submission (fifos, devices)."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """What the agent container may use."""
@@ -57,6 +83,7 @@ class Limits:
     memory: str = ""  # docker size ("8g"); empty: unlimited
     network: bool = False
     pids: int = PIDS_LIMIT
+    disk: int = 0  # bytes of the writable layer; 0: unlimited
 
 
 @dataclass
@@ -98,8 +125,14 @@ class Sandbox:
         self.record = AgentRecord()
         self._expired = threading.Event()
         self._on_expire: list[Callable[[], object]] = []
+        #: Why the harness stopped the agent early (the disk watchdog), if it did.
+        self.stopped_by: ProgramBenchError | None = None
+        #: Set when a limit made the harness keep the container: it holds the only full workspace.
+        self.kept_as: str | None = None
         #: Told of each step the agent reports (the harness sets it to the item's progress).
         self.progress: Callable[[str], object] | None = None
+        #: In an agent's own process: reports go to the harness through this instead.
+        self.forward: Callable[[dict[str, Any]], object] | None = None
 
     # -- what agents may know ---------------------------------------------------
 
@@ -122,7 +155,10 @@ class Sandbox:
         env: Mapping[str, str] | None = None,
         interpreter: tuple[str, ...] = ("bash", "-c"),
     ) -> ExecResult:
-        """Run ``command`` under bash in ``/workspace``; kill its whole process tree after ``timeout`` s."""
+        """Run ``command`` under bash in ``/workspace``; kill its whole process tree after ``timeout`` s.
+
+        The output keeps its first and last MiB; ``cut_bytes`` says how much of the middle was dropped.
+        """
         self._check()
         return self._engine.exec(
             self._container,
@@ -145,19 +181,38 @@ class Sandbox:
         payload = data.encode() if isinstance(data, str) else data
         self._engine.put_file(self._container, self._path(path), payload, mode=mode, owner=self.uid)
 
-    def report(self, *, steps: int | None = None, cost: float | None = None, **extra: Any) -> None:
-        """Record progress (steps, cost, exit_status, trajectory, ...); kept even if the agent times out."""
+    def report(self, *, steps: Any = None, cost: Any = None, **extra: Any) -> None:
+        """Record progress (steps, cost, exit_status, trajectory, ...); kept even if the agent times out.
+
+        ``steps`` must be an int >= 0 and ``cost`` a finite number >= 0, and a trajectory
+        JSON-serialisable; anything else is dropped (or kept as its repr) with a warning,
+        so nothing an agent says can break the reports.
+        """
+        fields = {"steps": steps, "cost": cost, **extra}
+        if self.forward is not None:
+            self.forward(fields)
+            return
+        self.apply_report(fields)
+
+    def apply_report(self, fields: dict[str, Any]) -> None:
+        """Check and record one report (the harness's side of :meth:`report`)."""
+        steps, cost = fields.pop("steps", None), fields.pop("cost", None)
+        if steps is not None and clean_steps(steps) is None:
+            _warn(f"steps={_short_repr(steps)} is not a whole number >= 0; dropped")
+        if cost is not None and clean_cost(cost) is None:
+            _warn(f"cost={_short_repr(cost)} is not a finite number of dollars >= 0; dropped")
+        steps, cost = clean_steps(steps), clean_cost(cost)
         if steps is not None and steps != self.record.steps and self.progress is not None:
             self.progress(f"agent step {steps}" + (f" (${cost:.2f})" if cost is not None else ""))
         if steps is not None:
             self.record.steps = steps
         if cost is not None:
             self.record.cost = cost
-        if "exit_status" in extra:
-            self.record.exit_status = str(extra.pop("exit_status"))
-        if "trajectory" in extra:
-            self.record.trajectory = extra.pop("trajectory")
-        self.record.extra.update(extra)
+        if "exit_status" in fields:
+            self.record.exit_status = str(fields.pop("exit_status"))[:200]
+        if "trajectory" in fields:
+            self.record.trajectory = json_safe(fields.pop("trajectory"), "trajectory")
+        self.record.extra.update({k: v for k, v in fields.items() if isinstance(k, str)})
 
     # -- what the harness does --------------------------------------------------
 
@@ -166,36 +221,100 @@ class Sandbox:
         self._on_expire.append(callback)
 
     def expire(self) -> None:
-        """End the agent's time: later calls raise AgentTimedOut and every process dies."""
+        """End the agent's time: later calls raise AgentTimedOut and every process dies.
+
+        The container itself is killed (its init, so every process, daemons and fork bombs
+        included); its filesystem stays, and packing reads it from the outside.
+        """
         self._expired.set()
         for callback in self._on_expire:
             with contextlib.suppress(Exception):
                 callback()
-        self._engine.kill_all(self._container)
+        self._engine.kill(self._container)
 
     @property
     def expired(self) -> bool:
         return self._expired.is_set()
 
-    def pack_workspace(self, dest: Path) -> Path:
-        """Pack ``/workspace`` inside the container (as ``programbench eval`` expects) into ``dest``."""
-        # As root, so files the agent made unreadable are still archived; ownership is kept in the tar.
-        result = self._engine.exec(
-            self._container,
-            f"tar -czf {_PACK_PATH} -C {WORKSPACE} . && echo packed",
-            user="0",
-            workdir="/",
-            interpreter=("sh", "-c"),
+    def handle(self) -> SandboxHandle:
+        """What another process needs to reach this container as this sandbox does."""
+        return SandboxHandle(
+            host=self._engine.host,
+            container_id=self.container_id,
+            user=self.user,
+            uid=self.uid,
+            env=tuple(sorted(self.env.items())),
+            instance_id=self.instance_id,
         )
-        # GNU tar exits 1 when a file changed while being read: the archive is still complete.
-        if "packed" not in result.output and result.returncode != 1:
-            detail = result.output.strip().splitlines()[-1:] or [f"tar exited {result.returncode}"]
-            raise WorkspaceUnpackable(self.instance_id, detail[0])
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = dest.with_name(dest.name + ".partial")
-        self._engine.copy_out(self._container, _PACK_PATH, partial)
-        partial.replace(dest)  # never a half-copied archive under the final name
-        return dest
+
+    def watch_disk(self, limit: int, interval: float = DISK_POLL_SECONDS) -> None:
+        """Stop the agent once the container's writable layer passes ``limit`` bytes.
+
+        For engines that cannot cap it (overlay2 off xfs): a thread asks the engine for
+        the layer's size until the sandbox expires.
+        """
+
+        def watch() -> None:
+            pause = interval
+            while not self._expired.wait(pause):
+                asked = time.monotonic()
+                try:
+                    used = self._engine.writable_size(self._container)
+                except Exception:  # the engine is busy or the container is going: ask again
+                    continue
+                # The engine walks the whole layer to answer: with a million files that takes a
+                # while, and asking back to back would keep it busy doing nothing else.
+                pause = max(interval, 4 * (time.monotonic() - asked))
+                if used > limit and not self._expired.is_set():
+                    self.stopped_by = DiskLimitExceeded(self.instance_id, used, limit)
+                    self.expire()
+
+        threading.Thread(target=watch, name=f"pb-disk-{self.instance_id}", daemon=True).start()
+
+    def pack_workspace(
+        self, dest: Path, *, max_bytes: int = MAX_SUBMISSION_BYTES, timeout: float = PACK_TIMEOUT_SECONDS
+    ) -> Path:
+        """Pack ``/workspace`` (as ``programbench eval`` expects) into ``dest``; see :meth:`pack`."""
+        return self.pack(dest, max_bytes=max_bytes, timeout=timeout).path
+
+    def pack(
+        self, dest: Path, *, max_bytes: int = MAX_SUBMISSION_BYTES, timeout: float = PACK_TIMEOUT_SECONDS
+    ) -> Packed:
+        """Read ``/workspace`` through the engine and gzip it on the host into ``dest``.
+
+        Nothing runs in the container, so whatever the agent left there (a full pids
+        table, a fifo, a symlink) cannot stop it; special files are skipped and listed.
+        Over ``max_bytes`` packed or ``timeout`` seconds, the container is kept under a
+        name the session's sweep spares, and the error says where the workspace is.
+        """
+        from docker.errors import DockerException
+
+        try:
+            with self._engine.archive_stream(self._container, WORKSPACE) as chunks:
+                return pack_stream(
+                    chunks, dest, root=WORKSPACE.strip("/"), max_bytes=max_bytes, timeout=timeout
+                )
+        except PackLimit as exc:
+            where = self._keep_for_inspection()
+            if exc.kind == "size":
+                raise SubmissionTooLarge(
+                    f"the packed /workspace of {self.instance_id}", max_bytes, where
+                ) from None
+            raise PackTimedOut(self.instance_id, timeout, where) from None
+        except (DockerException, OSError, EOFError) as exc:
+            raise WorkspaceUnpackable(self.instance_id, str(exc) or type(exc).__name__) from None
+
+    def _keep_for_inspection(self) -> str:
+        name = f"{KEPT_PREFIX}{self.container_id[:12]}"
+        try:
+            self._engine.rename(self._container, name)
+        except Exception as exc:
+            return f"the container could not be kept ({exc})"
+        self.kept_as = name
+        return (
+            f"the workspace is kept in the stopped container {name} (`docker cp {name}:/workspace DIR` to "
+            f"copy it out, `docker rm -f {name}` when done)"
+        )
 
     def _check(self) -> None:
         if self._expired.is_set():
@@ -204,6 +323,52 @@ class Sandbox:
     @staticmethod
     def _path(path: str) -> str:
         return posixpath.normpath(posixpath.join(WORKSPACE, path))
+
+
+@dataclass(frozen=True)
+class SandboxHandle:
+    """A sandbox as builtins, so it crosses into an agent's own process (see agents.run_agent)."""
+
+    host: str
+    container_id: str
+    user: str
+    uid: int
+    env: tuple[tuple[str, str], ...]
+    instance_id: str
+
+    def open(self) -> Sandbox:
+        """A Sandbox on the same container, over a connection of this process's own."""
+        engine = Engine(self.host)
+        return Sandbox(
+            engine,
+            engine.get(self.container_id),
+            user=self.user,
+            uid=self.uid,
+            env=dict(self.env),
+            instance_id=self.instance_id,
+        )
+
+
+def json_safe(value: Any, what: str) -> Any:
+    """``value`` if it is JSON-serialisable, else its repr (with a warning)."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        _warn(f"{what} is not JSON-serialisable ({exc}); saved as its repr")
+        return _short_repr(value, 10_000_000)
+    return value
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__} with a broken repr>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _warn(message: str) -> None:
+    warnings.warn(AgentReportWarning(f"agent report: {message}"), stacklevel=3)
 
 
 def agent_user(engine: Engine, image: str, container: Container) -> tuple[str, int]:
@@ -238,16 +403,32 @@ def open_sandbox(
         "security_opt": ["no-new-privileges"],
         "nano_cpus": int(limits.cpus * 1e9),
         "pids_limit": limits.pids,
+        # The engine's init as PID 1 reaps orphans and killed commands; `sleep infinity` never
+        # did, and 4096 zombies later the sandbox could not fork.
+        "init": True,
     }
     if limits.memory:
         options["mem_limit"] = limits.memory
         options["memswap_limit"] = limits.memory
-    # PID 1 is `sleep infinity`, as in mini-swe-agent's container: `kill -9 -1` (expire) spares it,
-    # so the container outlives the agent's processes and can still be packed.
+    quota = bool(limits.disk) and engine.supports_disk_quota(image)
+    if quota:
+        options["storage_opt"] = {"size": str(limits.disk)}
     labels = {LABEL_RUN: run_id, LABEL_WORKER: worker, LABEL_INSTANCE: instance_id, LABEL_ROLE: "agent"}
-    with engine.container(image, labels=labels, keep=keep, **options) as container:
+    sandbox: Sandbox | None = None
+
+    def keep_it() -> bool:
+        return keep or (sandbox is not None and sandbox.kept_as is not None)
+
+    with engine.container(image, labels=labels, keep=keep_it, **options) as container:
         user, uid = agent_user(engine, image, container)
-        yield Sandbox(engine, container, user=user, uid=uid, env=env, instance_id=instance_id)
+        sandbox = Sandbox(engine, container, user=user, uid=uid, env=env, instance_id=instance_id)
+        if limits.disk and not quota:
+            sandbox.watch_disk(limits.disk)
+        try:
+            yield sandbox
+        finally:
+            if not sandbox.expired:  # stop the watchdog and whatever still runs
+                sandbox.expire()
 
 
 class LeftoverSweep:
@@ -268,17 +449,19 @@ class LeftoverSweep:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if session.testscollected == 0:
             return
-        from pytest_programbench.errors import EngineUnavailable
-
+        reporter = session.config.pluginmanager.getplugin("terminalreporter")
         try:
             with Engine() as engine:
                 removed = engine.sweep({LABEL_RUN: self.run_id})
-        except EngineUnavailable:
-            return
-        if removed:
-            reporter = session.config.pluginmanager.getplugin("terminalreporter")
+        except Exception as exc:  # the summary matters more than the sweep; --pb-cleanup can finish it
             if reporter is not None:
                 reporter.write_line(
-                    f"programbench: removed {removed} container(s) and image(s) a crashed worker "
-                    "or an interruption left behind"
+                    f"programbench: sweeping this run's containers failed ({exc}); "
+                    "`pytest --pb-cleanup` removes leftovers"
                 )
+            return
+        if removed and reporter is not None:
+            reporter.write_line(
+                f"programbench: removed {removed} container(s) and image(s) a crashed worker "
+                "or an interruption left behind"
+            )

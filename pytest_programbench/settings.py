@@ -177,6 +177,17 @@ OTHER_OPTIONS = (
         metavar="SIZE",
     ),
     Option(
+        "--pb-max-submission",
+        "Largest packed submission (e.g. 200m, 2g); a replayed archive may unpack to 8x this. Default: 1g",
+        metavar="SIZE",
+    ),
+    Option(
+        "--pb-disk",
+        "Disk the agent container may write (e.g. 20g): a quota where the engine has one, else the "
+        "agent is stopped when it passes it. Default: no limit",
+        metavar="SIZE",
+    ),
+    Option(
         "--pb-force",
         "Redo every instance, ignoring results a previous session left in the run directory (--pb-output)",
         "bool",
@@ -231,6 +242,8 @@ class Settings:
     agent_timeout: float = DEFAULT_AGENT_TIMEOUT
     memory: str = ""
     network: bool = False
+    max_submission: int = 1 << 30  # bytes, packed
+    disk: int = 0  # bytes of the agent container's writable layer; 0: unlimited
     keep: bool = False
     force: bool = False
     integrity: str = "report"
@@ -375,6 +388,15 @@ def parse_memory(value: object, where: str) -> str:
     return text
 
 
+def parse_bytes(value: object, where: str) -> int:
+    """A size such as 512m, 2g or 1048576 (bytes), in bytes; binary units like Docker's."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?\s*", str(value).lower())
+    number = float(match.group(1)) * 1024 ** "bkmgt".index(match.group(2) or "b") if match else 0
+    if number < 1:
+        raise _usage(where, value, "expected a size such as 512m, 2g or 20g")
+    return int(number)
+
+
 def parse_agent(value: object, where: str) -> str:
     name = str(value).strip()
     if name in BUILTIN_AGENTS or name == "selftest" or re.fullmatch(r"[\w.]+:[\w.]+", name):
@@ -480,6 +502,9 @@ def resolve(config: pytest.Config) -> Settings:
         kwargs["memory"] = parse_memory(value("pb_memory"), where("pb_memory"))
     if value("pb_scoring_memory") is not None:
         kwargs["scoring_memory"] = parse_memory(value("pb_scoring_memory"), where("pb_scoring_memory"))
+    for dest in ("pb_max_submission", "pb_disk"):
+        if value(dest) is not None:
+            kwargs[dest[3:]] = parse_bytes(value(dest), where(dest))
     for dest in ("pb_network", "pb_keep", "pb_force"):
         if value(dest):
             kwargs[dest[3:]] = True

@@ -13,9 +13,12 @@ import tarfile
 import zlib
 from pathlib import Path
 
-from pytest_programbench.errors import NoSubmission, SubmissionInvalid
+from pytest_programbench.errors import NoSubmission, SubmissionInvalid, SubmissionTooLarge
 
 ARCHIVE_NAME = "submission.tar.gz"
+#: A replayed archive may unpack to this many times --pb-max-submission: source compresses
+#: ~5x, and a gzip bomb (12.5 MB -> 12 GB) must stop long before the disk does.
+UNPACKED_FACTOR = 8
 
 
 def submission_path(run_dir: Path, instance_id: str) -> Path:
@@ -30,12 +33,22 @@ def find_submission(run_dir: Path, instance_id: str) -> Path:
     return path
 
 
-def check_archive(path: Path) -> None:
-    """Raise SubmissionInvalid unless ``path`` is a gzip-compressed tar we can list."""
+def check_archive(path: Path, max_unpacked: int = 0) -> None:
+    """Raise SubmissionInvalid unless ``path`` is a gzip-compressed tar we can list.
+
+    With ``max_unpacked`` (bytes), raise SubmissionTooLarge as soon as the members'
+    declared sizes pass it: the check stops before decompressing a bomb, and the
+    evaluator never unpacks it.
+    """
+    total = 0
     try:
-        with tarfile.open(path, mode="r:gz") as archive:
-            for _ in archive:
-                pass
+        with tarfile.open(path, mode="r|gz") as archive:
+            for member in archive:
+                total += member.size + tarfile.BLOCKSIZE
+                if max_unpacked and total > max_unpacked:
+                    raise SubmissionTooLarge(
+                        f"submission {path} unpacked", max_unpacked, f"it is left untouched at {path}"
+                    )
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise SubmissionInvalid(str(path), str(exc) or type(exc).__name__) from None
 

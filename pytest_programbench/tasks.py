@@ -49,8 +49,9 @@ def load_instances(tasks_dir: Path, *, image_tag: str, skip_fixtures: bool) -> l
             meta = _yaml_load(task_yaml.read_text())
         except Exception as exc:
             raise pytest.UsageError(f"programbench: cannot read {task_yaml}: {exc}") from None
-        if not isinstance(meta, dict):
-            raise pytest.UsageError(f"programbench: {task_yaml} is not a mapping")
+        problem = task_yaml_problem(meta)
+        if problem:
+            raise pytest.UsageError(f"programbench: {task_yaml} is not a valid task.yaml: {problem}")
         language = str(meta.get("language", "unknown")).lower()
         instances.append(
             Instance(
@@ -119,14 +120,68 @@ def submission_ids(run_dir: Path) -> set[str]:
     return {p.parent.name for p in run_dir.glob("*/submission.tar.gz")}
 
 
+def task_yaml_problem(meta: Any) -> str:
+    """What is wrong with a parsed task.yaml, or "" (the fields we and programbench read)."""
+    if not isinstance(meta, dict):
+        return f"expected a mapping, found {type(meta).__name__}"
+    for key in ("language", "difficulty", "repository", "commit"):
+        value = meta.get(key)
+        if value is not None and not isinstance(value, str):
+            return f"{key} must be a string, found {type(value).__name__}"
+    return ""
+
+
+def tests_json_problem(data: Any) -> str:
+    """What is wrong with a parsed tests.json, or "" (the shape programbench's scoring reads)."""
+    if not isinstance(data, dict):
+        return f"expected a JSON object with 'branches', found a {type(data).__name__}"
+    branches = data.get("branches", {})
+    if not isinstance(branches, dict):
+        return f"'branches' must be an object, found a {type(branches).__name__}"
+    for name, info in branches.items():
+        if not isinstance(info, dict):
+            return f"branch {name!r} must be an object, found a {type(info).__name__}"
+        if "tests" not in info:
+            return f"branch {name!r} has no 'tests' list"
+        if not isinstance(info["tests"], list) or not all(isinstance(t, str) for t in info["tests"]):
+            return f"branch {name!r}: 'tests' must be a list of test names"
+        if not isinstance(info.get("ignored", False), bool):
+            return f"branch {name!r}: 'ignored' must be true or false"
+        ignored = info.get("ignored_tests") or []
+        if not isinstance(ignored, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("name"), str) for t in ignored
+        ):
+            return f"branch {name!r}: 'ignored_tests' must be a list of objects with a 'name'"
+    return ""
+
+
 def load_tests(instance: Instance) -> dict[str, Any]:
-    """The instance's task.yaml and tests.json merged, as programbench's load_data does."""
+    """The instance's task.yaml and tests.json merged, as programbench's load_data does.
+
+    A file that does not parse or has the wrong shape raises TaskInvalid naming it.
+    """
+    from pytest_programbench.errors import TaskInvalid
+
     task_dir = Path(instance.task_dir)
-    entry: dict[str, Any] = dict(_yaml_load((task_dir / "task.yaml").read_text()) or {})
+    task_yaml, tests_file = task_dir / "task.yaml", task_dir / "tests.json"
+    try:
+        meta = _yaml_load(task_yaml.read_text())
+    except Exception as exc:
+        raise TaskInvalid(str(task_yaml), f"it does not parse ({exc})") from None
+    problem = task_yaml_problem(meta or {})
+    if problem:
+        raise TaskInvalid(str(task_yaml), problem)
+    entry: dict[str, Any] = dict(meta or {})
     entry["instance_id"] = instance.instance_id
     entry["image_name"] = instance.image
-    tests_file = task_dir / "tests.json"
     if tests_file.exists():
-        entry.update(json.loads(tests_file.read_text()))
+        try:
+            data = json.loads(tests_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise TaskInvalid(str(tests_file), f"it is not valid JSON ({exc})") from None
+        problem = tests_json_problem(data)
+        if problem:
+            raise TaskInvalid(str(tests_file), problem)
+        entry.update(data)
     entry.setdefault("branches", {})
     return entry

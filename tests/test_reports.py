@@ -44,7 +44,8 @@ def behaviour(instance, sandbox):
     if kind == "crash":
         raise RuntimeError("the model went away")
     if kind == "slow":
-        (Path(__file__).parent / "slow.pid").write_text(str(os.getpid()))
+        # A Python agent runs in a process forked from the worker: its parent is the worker.
+        (Path(__file__).parent / "slow.pid").write_text(str(os.getppid()))
         sandbox.exec("sleep 600")
     if kind in ("good", "half", "slow"):
         sandbox.write_file("rpncalc.c", SOURCE if kind != "half" else PARTIAL)

@@ -34,16 +34,21 @@ def sandbox(engine: Engine, selftest_image: str, run_id: str) -> Iterator[Sandbo
     assert engine.labelled({LABEL_RUN: run_id}) == [], "the sandbox outlived its context"
 
 
-def live_processes(engine: Engine, run_id: str) -> list[str]:
-    """Processes in the container other than PID 1 and the `ps` asking, zombies excluded."""
+def processes(engine: Engine, run_id: str) -> list[list[str]]:
+    """[pid, stat, args] of every process in the container but its init, its keeper and the `ps` asking."""
     [container] = engine.labelled({LABEL_RUN: run_id})
     out = engine.exec(container, "ps -eo pid=,stat=,args=", user="0", interpreter=("sh", "-c")).output
     rows = [line.split(None, 2) for line in out.splitlines() if line.strip()]
     return [
-        " ".join(row)
+        row
         for row in rows
-        if row[0] != "1" and not row[1].startswith("Z") and not row[2].startswith(("ps ", "sh -c ps"))
+        if row[0] != "1" and row[2] != "sleep infinity" and not row[2].startswith(("ps ", "sh -c ps"))
     ]
+
+
+def live_processes(engine: Engine, run_id: str) -> list[str]:
+    """Processes other than init, keeper and `ps`, zombies excluded."""
+    return [" ".join(row) for row in processes(engine, run_id) if not row[1].startswith("Z")]
 
 
 def test_confinement(engine: Engine, sandbox: Sandbox, run_id: str) -> None:
@@ -115,8 +120,9 @@ def test_expired_sandbox_refuses_and_stops_everything(
         sandbox.exec("true")
     with pytest.raises(AgentTimedOut):
         sandbox.write_file("late.txt", "too late")
-    # The harness itself can still pack what is there.
-    assert live_processes(engine, run_id) == []
+    # Killed with its init: nothing in it runs, and the harness can still pack what is there.
+    [container] = engine.labelled({LABEL_RUN: run_id})
+    assert container.status == "exited"
     assert sandbox.pack_workspace(tmp_path / "submission.tar.gz").stat().st_size > 0
 
 
@@ -129,3 +135,130 @@ def test_keep_leaves_the_container_for_debugging(engine: Engine, selftest_image:
         assert len(engine.labelled({LABEL_RUN: run_id})) == 1
     finally:
         assert engine.sweep({LABEL_RUN: run_id}) == 1
+
+
+def test_init_reaps_what_timed_out_commands_leave(engine: Engine, sandbox: Sandbox, run_id: str) -> None:
+    # A compound command's shell is killed with its children; under `sleep infinity` as PID 1
+    # nothing ever reaped them, and at the pids limit the sandbox could not fork at all.
+    for _ in range(20):
+        assert sandbox.exec("sleep 100; true", timeout=0.5).timed_out
+    assert [row for row in processes(engine, run_id) if row[1].startswith("Z")] == []
+
+
+def test_exec_output_is_bounded_head_and_tail(sandbox: Sandbox) -> None:
+    result = sandbox.exec("echo first; head -c 50000000 /dev/zero | tr '\\0' x; echo; echo last")
+    assert result.returncode == 0
+    assert result.output.startswith("first\n") and result.output.endswith("x\nlast\n")
+    assert len(result.output) < 3 * 2**20
+    assert result.cut_bytes == 6 + 50_000_000 + 1 + 5 - 2 * 2**20
+    assert f"[... {result.cut_bytes} bytes of output cut by pytest-programbench ...]" in result.output
+
+
+@pytest.fixture
+def tight_sandbox(engine: Engine, selftest_image: str, run_id: str) -> Iterator[Sandbox]:
+    """A sandbox with a small pids limit: a fork bomb fills it in a moment without loading the host."""
+    with open_sandbox(
+        engine,
+        selftest_image,
+        run_id=run_id,
+        worker="gw-test",
+        instance_id="pbselftest__rpncalc.5e1f7a0",
+        limits=Limits(cpus=1, memory="256m", pids=64),
+    ) as box:
+        yield box
+    assert engine.labelled({LABEL_RUN: run_id}) == [], "the sandbox outlived its context"
+
+
+def test_packing_survives_fork_bombs_fifos_devices_and_symlinks(
+    engine: Engine, tight_sandbox: Sandbox, run_id: str, tmp_path: Path
+) -> None:
+    box = tight_sandbox
+    [container] = engine.labelled({LABEL_RUN: run_id})
+    box.exec("echo 'int main(){return 0;}' > main.c && ln -s /etc/passwd passwd-link && mkfifo pipe")
+    box.exec("ln main.c main-hardlink.c && mkfifo /tmp/.pb-submission.tar.gz")  # the old packer's path
+    assert engine.exec(container, "mknod /workspace/null c 1 3", user="0").returncode == 0
+    # A fork bomb that shed the exec marker, so nothing but the container's end stops it.
+    box.exec("(env -u PB_EXEC_MARKER bash -c 'bomb() { bomb | bomb & }; bomb' >/dev/null 2>&1 &)")
+
+    def can_start() -> bool:
+        try:
+            return box.exec("true", timeout=10).returncode == 0
+        except Exception:
+            return False
+
+    for _ in range(100):  # until the pids table is full: then nothing can start in the container
+        if not can_start():
+            break
+    else:
+        pytest.fail("the fork bomb never filled the pids table")
+    packed = box.pack(tmp_path / "submission.tar.gz")
+    assert sorted(packed.skipped) == ["./null", "./pipe"]
+    with tarfile.open(packed.path, "r:gz") as tar:
+        members = {m.name: m for m in tar}
+        assert tar.extractfile("./main.c").read() == b"int main(){return 0;}\n"  # type: ignore[union-attr]
+    assert {".", "./executable", "./main.c", "./passwd-link"} <= set(members)
+    assert "./pipe" not in members and "./null" not in members
+    link = members["./passwd-link"]
+    assert link.issym() and link.linkname == "/etc/passwd"  # kept as a link, never followed
+    hard = members["./main-hardlink.c"]
+    assert (hard.islnk() and hard.linkname == "./main.c") or (
+        members["./main.c"].islnk() and members["./main.c"].linkname == "./main-hardlink.c"
+    )
+    assert members["./main.c"].uid == 1000 and members["."].uid == 1000
+
+
+def test_packing_stops_at_the_size_limit_and_keeps_the_workspace(
+    engine: Engine, selftest_image: str, run_id: str, tmp_path: Path
+) -> None:
+    from pytest_programbench.errors import SubmissionTooLarge
+
+    with open_sandbox(
+        engine, selftest_image, run_id=run_id, worker="main", instance_id="x", limits=Limits()
+    ) as box:
+        box.exec("head -c 3000000 /dev/urandom > data.bin")
+        with pytest.raises(
+            SubmissionTooLarge, match=r"1\.0 MiB.*docker cp pb-kept-.*Raise --pb-max-submission"
+        ):
+            box.pack(tmp_path / "submission.tar.gz", max_bytes=2**20)
+    try:
+        assert list(tmp_path.iterdir()) == []  # neither a partial nor a truncated archive
+        [kept] = engine.labelled({LABEL_RUN: run_id})
+        assert kept.name == box.kept_as and kept.name.startswith("pb-kept-")
+        assert engine.sweep({LABEL_RUN: run_id}) == 0  # the session's sweep spares it
+        assert len(engine.read_file(kept, "/workspace/data.bin")) == 3_000_000
+    finally:
+        for container in engine.labelled({LABEL_RUN: run_id}):
+            engine.remove(container)
+
+
+def test_packing_has_a_time_limit(engine: Engine, selftest_image: str, run_id: str, tmp_path: Path) -> None:
+    from pytest_programbench.errors import PackTimedOut
+
+    with (
+        open_sandbox(
+            engine, selftest_image, run_id=run_id, worker="main", instance_id="x", limits=Limits()
+        ) as box,
+        pytest.raises(PackTimedOut, match="longer than 0s"),
+    ):
+        box.pack(tmp_path / "submission.tar.gz", timeout=0)
+    for container in engine.labelled({LABEL_RUN: run_id}):
+        engine.remove(container)
+    assert not (tmp_path / "submission.tar.gz").exists()
+
+
+def test_removal_already_in_progress_or_done_is_no_error(engine: Engine, selftest_image: str) -> None:
+    from docker.errors import APIError
+
+    run = f"test-remove-{uuid.uuid4().hex[:8]}"
+    container = engine.client.containers.create(selftest_image, ["true"], labels={LABEL_RUN: run})
+    real_remove = container.remove
+
+    def busy(**kwargs: object) -> None:  # what the engine answers a second remover
+        real_remove(**kwargs)
+        response = type("R", (), {"status_code": 409, "reason": "Conflict"})()
+        raise APIError("removal of container is already in progress", response=response)  # type: ignore[arg-type]
+
+    container.remove = busy  # type: ignore[method-assign]
+    engine.remove(container)  # 409: someone else is removing it
+    engine.remove(container)  # 404 now
+    assert engine.labelled({LABEL_RUN: run}) == []

@@ -49,3 +49,34 @@ def test_errors_name_their_source() -> None:
 def test_describe() -> None:
     s = settings.Settings(active=True, languages=("go",), slice=(None, 4), instance_pattern="a.*")
     assert s.describe() == "language=go instance=~'a.*' slice=:4"
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [("512m", 512 * 2**20), ("2g", 2 * 2**30), ("1.5G", 3 * 2**29), ("10GiB", 10 * 2**30)],
+)
+def test_sizes(spec: str, expected: int) -> None:
+    assert settings.parse_bytes(spec, "--pb-disk") == expected
+
+
+@pytest.mark.parametrize("spec", ["0", "lots", "-1g", "5q"])
+def test_bad_sizes_name_their_source(spec: str) -> None:
+    with pytest.raises(pytest.UsageError, match=r"ini option pb_max_submission=.* expected a size"):
+        settings.parse_bytes(spec, "ini option pb_max_submission")
+
+
+def test_agent_reported_numbers_are_checked() -> None:
+    from pytest_programbench.model import AgentRun, clean_cost, clean_steps
+
+    assert [clean_steps(v) for v in (3, 0, -1, True, 2.0, "4")] == [3, 0, None, None, None, None]
+    assert [clean_cost(v) for v in (0.25, 1, -0.1, float("nan"), float("inf"), 10**400, "free")] == [
+        0.25,
+        1.0,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
+    # What a marker on disk holds goes through the same check (a resume used to crash on it).
+    assert AgentRun(name="x", seconds=1.0, steps="many", cost=10**400) == AgentRun(name="x", seconds=1.0)  # type: ignore[arg-type]

@@ -1,0 +1,142 @@
+"""Pack: turn the engine's tar of ``/workspace`` into ``submission.tar.gz`` on the host.
+
+Nothing runs inside the sandbox to pack it: an agent can leave a fork bomb, a fifo where
+a packer would write, or a full pids table, and none of that may cost the workspace. The
+engine's archive API (what ``docker cp`` uses) reads the container's filesystem from the
+outside, even when the container is stopped, and we gzip its stream on the host.
+
+The result has the layout ``tar -czf submission.tar.gz -C /workspace .`` gives (members
+``.`` and ``./...``, ownership and modes kept). Symlinks stay symlinks (nothing is
+followed); fifos and devices cannot be submitted and are skipped, and listed. The
+packed size and the time taken are bounded, so a 20 GB file cannot fill the host's disk.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+#: Member types a workspace may hold: files, directories, symlinks, hard links.
+_KEPT_TYPES = frozenset(
+    {tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE}
+)
+_CHUNK = 1 << 20
+
+
+class PackLimit(Exception):
+    """The workspace went over a packing limit: ``kind`` is ``size`` or ``time``."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Packed:
+    path: Path
+    members: int
+    skipped: tuple[str, ...]  # special files left out (fifos, devices), as ./paths
+
+
+class _StreamReader(io.RawIOBase):
+    """A file object over the engine's chunk iterator, checking the deadline as it reads."""
+
+    def __init__(self, chunks: Iterator[bytes], deadline: float, seconds: float) -> None:
+        self._chunks = chunks
+        self._pending = b""
+        self._deadline = deadline
+        self._seconds = seconds
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if time.monotonic() > self._deadline:
+            raise PackLimit("time", f"packing took longer than {self._seconds:.0f}s")
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+class _Budget:
+    """Counts bytes reaching the host file and stops the copy once over the limit."""
+
+    def __init__(self, out: IO[bytes], limit: int) -> None:
+        self._out = out
+        self.limit = limit
+        self.written = 0
+
+    def write(self, data: bytes) -> int:
+        self.written += len(data)
+        if self.limit and self.written > self.limit:
+            raise PackLimit("size", f"the packed workspace passed {self.limit} bytes")
+        return self._out.write(data)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+
+def pack_stream(chunks: Iterator[bytes], dest: Path, *, root: str, max_bytes: int, timeout: float) -> Packed:
+    """Write the tar stream of directory ``root`` (as the engine names it) to ``dest`` as a gzip tar.
+
+    Raises :class:`PackLimit` (and leaves no file at ``dest``) when the packed size passes
+    ``max_bytes`` (0: no limit) or the work takes longer than ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".partial")
+    skipped: list[str] = []
+    members = 0
+    try:
+        source = io.BufferedReader(_StreamReader(chunks, deadline, timeout), _CHUNK)
+        with partial.open("wb") as raw:
+            budget = _Budget(raw, max_bytes)
+            # Level 6, gzip's and GNU tar's default: level 9 is several times slower for a few %.
+            with (
+                gzip.GzipFile(fileobj=budget, mode="wb", compresslevel=6, mtime=0) as zipped,
+                tarfile.open(fileobj=source, mode="r|") as reader,
+                tarfile.open(fileobj=zipped, mode="w|", format=tarfile.PAX_FORMAT) as writer,
+            ):
+                for member in reader:
+                    name = _rebase(member.name, root)
+                    if name is None:
+                        continue
+                    if member.type not in _KEPT_TYPES:
+                        skipped.append(name)
+                        continue
+                    member.name = name
+                    if member.type == tarfile.LNKTYPE:
+                        target = _rebase(member.linkname, root)
+                        if target is None:
+                            skipped.append(name)
+                            continue
+                        member.linkname = target
+                    data = reader.extractfile(member) if member.isreg() else None
+                    writer.addfile(member, data)
+                    members += 1
+        partial.replace(dest)  # never a half-written archive under the final name
+    finally:
+        partial.unlink(missing_ok=True)
+    return Packed(dest, members, tuple(skipped))
+
+
+def _rebase(name: str, root: str) -> str | None:
+    """``workspace/src/a.c`` -> ``./src/a.c`` (and ``workspace`` -> ``.``); None outside ``root``."""
+    name = name.rstrip("/")
+    if name == root:
+        return "."
+    if name.startswith(root + "/"):
+        return "./" + name[len(root) + 1 :]
+    return None
