@@ -7,10 +7,17 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import programbench.eval.eval_batch
+import programbench.utils.blob_store
 import pytest
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import LABEL_RUN, Engine
+
+# Imported once, before any in-process pytester session: pytester restores sys.modules after
+# each one, and a blob_store imported inside it would come back as a fresh copy that the
+# parity tests' BLOB_LOCAL_DIR monkeypatch never reaches (the official side then asks the hub).
+assert programbench.eval.eval_batch and programbench.utils.blob_store
 
 #: Built by images/base/build-offline.sh (CI) or from debian:bookworm-slim.
 BASE_IMAGE = os.environ.get("PB_TEST_BASE_IMAGE", "pytest-programbench/base:bookworm")
