@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_programbench import files
 from pytest_programbench.containers import (
     LABEL_INSTANCE,
     LABEL_ROLE,
@@ -192,7 +193,7 @@ class Sandbox:
             detail = result.output.strip().splitlines()[-1:] or [f"tar exited {result.returncode}"]
             raise WorkspaceUnpackable(self.instance_id, detail[0])
         dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = dest.with_name(dest.name + ".partial")
+        partial = files.partial_path(dest)
         self._engine.copy_out(self._container, _PACK_PATH, partial)
         partial.replace(dest)  # never a half-copied archive under the final name
         return dest
