@@ -137,6 +137,11 @@ class Outcome:
     agent_steps: int | None = None
     agent_cost: float | None = None
     reused: bool = False  # taken from a previous session's run directory (resume)
+    # A previous session's verdict scored again: "part" (only ``rescored_branches``, merged into
+    # its eval.json) or "full", and why; "" when there was none or it was reused.
+    rescored: str = ""
+    rescored_branches: list[str] = field(default_factory=list)
+    rescore_reason: str = ""
 
     def with_agent(self, run: AgentRun) -> Outcome:
         return replace(

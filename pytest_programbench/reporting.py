@@ -70,8 +70,9 @@ def summary_lines(rows: list[dict[str, Any]], *, threshold: float = 1.0) -> list
         cost = "" if r.get("agent_cost") is None else f"${r['agent_cost']:.2f}"
         seconds = (r.get("agent_seconds") or 0.0) + (r.get("eval_seconds") or 0.0)
         note = r.get("reason") or r.get("error_code") or ""
-        if r.get("reused"):
-            note = "reused" + (f"; {note}" if note else "")
+        resumed = _resume_note(r)
+        if resumed:
+            note = resumed + (f"; {note}" if note else "")
         out.append(
             f"{_label(r):<{width}}  {r['language']:<7} {r['difficulty']:<7} {score:>5} {passed:>9}  "
             f"{steps:>5} {cost:>7} {_duration(seconds) if seconds else '':>7}  {r['outcome']}"
@@ -84,13 +85,34 @@ def summary_lines(rows: list[dict[str, Any]], *, threshold: float = 1.0) -> list
     line = f"mean score {summary['mean_score']:.3f} over {len(rows)} item(s); " + ", ".join(
         f"{summary[c]} {c}" for c in OUTCOMES if summary[c]
     )
-    if summary["reused"]:
-        line += f" ({summary['reused']} reused from the run directory)"
     out.append(line)
+    out.extend(_resume_lines(rows, summary))
     errors = [r for r in rows if r["outcome"] == "error"]
     if errors:
         out.append("errors count as score 0 in the mean (the official rule); their causes:")
         out.extend(f"  {_label(r)}: {r.get('message') or r.get('error_code')}" for r in errors)
+    return out
+
+
+def _resume_note(row: dict[str, Any]) -> str:
+    if row.get("reused"):
+        return "reused"
+    if row.get("rescored") == "part":
+        return "re-scored branches " + ", ".join(row.get("rescored_branches") or [])
+    if row.get("rescored") == "full":
+        return f"re-scored in full: {row.get('rescore_reason')}"
+    return ""
+
+
+def _resume_lines(rows: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
+    """What became of the verdicts a previous session left: reused, re-scored in part or in full."""
+    if not (summary["reused"] or summary["rescored_part"] or summary["rescored_full"]):
+        return []
+    out = [
+        f"verdicts from the run directory: {summary['reused']} reused, {summary['rescored_part']} re-scored "
+        f"in part, {summary['rescored_full']} re-scored in full"
+    ]
+    out.extend(f"  {_label(r)}: {_resume_note(r)}" for r in rows if r.get("rescored"))
     return out
 
 
@@ -179,6 +201,8 @@ def totals(rows: list[dict[str, Any]], *, threshold: float = 1.0) -> dict[str, A
         "errors_count_as": 0.0,
         **{c: sum(r["outcome"] == c for r in rows) for c in OUTCOMES},
         "reused": sum(bool(r.get("reused")) for r in rows),
+        "rescored_part": sum(r.get("rescored") == "part" for r in rows),
+        "rescored_full": sum(r.get("rescored") == "full" for r in rows),
         "by_language": aggregates(rows, "language"),
         "by_difficulty": aggregates(rows, "difficulty"),
     }

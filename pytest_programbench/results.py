@@ -9,13 +9,13 @@ evaluator logs (those stay in ``<id>.eval.json``).
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_programbench import files
 from pytest_programbench.errors import ProgramBenchError
 from pytest_programbench.keys import SETTINGS_KEY
 from pytest_programbench.model import Instance, Outcome
@@ -44,6 +44,7 @@ JUNIT_IF_KNOWN = (
     ("pb_agent_exit_status", "agent_exit_status"),
     ("pb_agent_timed_out", "agent_timed_out"),
     ("pb_reused", "reused"),
+    ("pb_rescored", "rescored"),
 )
 
 
@@ -92,7 +93,7 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
         value = data.get(key)
         item.user_properties.append((name, "" if value is None else value))
     for name, key in JUNIT_IF_KNOWN:
-        if data.get(key) not in (None, False):
+        if data.get(key) not in (None, False, ""):
             item.user_properties.append((name, data[key]))
 
 
@@ -185,7 +186,5 @@ class Collector:
         if self.report_path is None:
             return
         self.report_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.report_path.with_name(self.report_path.name + f".{os.getpid()}.partial")
-        partial.write_text(json.dumps(self.document(), indent=2))
-        partial.replace(self.report_path)
+        files.write_text(self.report_path, json.dumps(self.document(), indent=2))
         self._written = time.monotonic()

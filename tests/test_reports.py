@@ -272,7 +272,9 @@ def test_an_interrupted_run_resumes_without_redoing_finished_work(
     time.sleep(started - time.time())
     resumed = pytester.runpytest_subprocess(*options(out))
     assert resumed.parseoutcomes() == {"resolved": 1, "partial": 1, "zero": 2}
-    resumed.stdout.fnmatch_lines(["*(3 reused from the run directory)*"])
+    resumed.stdout.fnmatch_lines(
+        ["verdicts from the run directory: 3 reused, 0 re-scored in part, 0 re-scored in full"]
+    )
     assert (pytester.path / "agent-calls.log").read_text().split() == [ids["slow"]]
     finished_images = [image_name_from_instance_id(ids[n]) for n in ("broken", "good", "half")]
     assert container_creations(engine, started, finished_images) == []
@@ -324,21 +326,31 @@ def test_a_killed_worker_loses_nothing_and_leaks_nothing(
     (pytester.path / "agent-calls.log").unlink()
     resumed = pytester.runpytest_subprocess(*options, *args)
     assert resumed.parseoutcomes() == {"resolved": 1, "partial": 1, "zero": 2}
-    resumed.stdout.fnmatch_lines(["*(3 reused from the run directory)*"])
+    resumed.stdout.fnmatch_lines(
+        ["verdicts from the run directory: 3 reused, 0 re-scored in part, 0 re-scored in full"]
+    )
     assert (pytester.path / "agent-calls.log").read_text().split() == [ids["slow"]]
 
 
-def test_force_redoes_everything(pytester: pytest.Pytester, clones: dict[str, Any]) -> None:
+def test_force_rescores_and_force_agent_reruns_the_agent(
+    pytester: pytest.Pytester, clones: dict[str, Any]
+) -> None:
     out = pytester.path / "out"
+    iid = clones["ids"]["broken"]
     first = agent_session(pytester, clones, out, instance_filter("broken"))
     assert first.parseoutcomes() == {"zero": 1}
     again = agent_session(pytester, clones, out, instance_filter("broken"))
-    assert rows_of(out)[clones["ids"]["broken"]]["reused"] is True
+    assert rows_of(out)[iid]["reused"] is True
     assert again.parseoutcomes() == {"zero": 1}
     forced = agent_session(pytester, clones, out, instance_filter("broken"), "--pb-force")
     assert forced.parseoutcomes() == {"zero": 1}
-    assert rows_of(out)[clones["ids"]["broken"]]["reused"] is False
-    assert (pytester.path / "agent-calls.log").read_text().split() == [clones["ids"]["broken"]] * 2
+    row = rows_of(out)[iid]
+    assert (row["reused"], row["rescored"], row["rescore_reason"]) == (False, "full", "--pb-force")
+    assert row["agent_steps"] == 6  # the agent's figures from its first run, which is not repeated
+    assert (pytester.path / "agent-calls.log").read_text().split() == [iid]
+    rerun = agent_session(pytester, clones, out, instance_filter("broken"), "--pb-force-agent")
+    assert rerun.parseoutcomes() == {"zero": 1}
+    assert (pytester.path / "agent-calls.log").read_text().split() == [iid] * 2
 
 
 def test_a_changed_submission_is_scored_again(pytester: pytest.Pytester, clones: dict[str, Any]) -> None:
