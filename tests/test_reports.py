@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import clone_selftest
+from conftest import CreationWatch, clone_selftest
 from junitparser import JUnitXml, Properties, Property
 
 from pytest_programbench import selftest
@@ -209,26 +209,18 @@ def test_replay_reports_and_attempts(pytester: pytest.Pytester, clones: dict[str
         assert (out / f"attempt-{attempt}" / ids["half"] / f"{ids['half']}.eval.json").is_file()
 
 
-def wait_for(path: Path, text: str, timeout: float = 120) -> None:
+def wait_for(path: Path, *parts: str, timeout: float = 120) -> None:
+    """Until a line of ``path`` holds every one of ``parts`` (a progress line, whatever its timing)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path.exists() and text in path.read_text():
+        if path.exists() and any(all(p in line for p in parts) for line in path.read_text().splitlines()):
             return
         time.sleep(0.2)
-    raise AssertionError(f"{text!r} never appeared in {path}")
-
-
-def container_creations(engine: Engine, since: int, image_names: list[str]) -> list[str]:
-    """Images of the containers created since ``since`` (from the engine's event log)."""
-    events = engine.client.events(
-        since=since, until=int(time.time()) + 1, decode=True, filters={"event": "create"}
-    )
-    images = [e.get("from", "") for e in events if e.get("Type") == "container"]
-    return [i for i in images if any(i.startswith(name) for name in image_names)]
+    raise AssertionError(f"no line with {parts!r} ever appeared in {path}")
 
 
 def test_an_interrupted_run_resumes_without_redoing_finished_work(
-    pytester: pytest.Pytester, engine: Engine, selftest_image: str, tmp_path: Path
+    pytester: pytest.Pytester, engine: Engine, base_image: str, selftest_image: str, tmp_path: Path
 ) -> None:
     from programbench.constants import image_name_from_instance_id
 
@@ -252,7 +244,7 @@ def test_an_interrupted_run_resumes_without_redoing_finished_work(
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for(out / "progress.log", f"{ids['slow']} +0s agent behaviour started")
+        wait_for(out / "progress.log", f" {ids['slow']} +", " agent behaviour started")
         time.sleep(1)
         proc.send_signal(signal.SIGINT)
         output = proc.communicate(timeout=120)[0].decode()
@@ -265,19 +257,22 @@ def test_an_interrupted_run_resumes_without_redoing_finished_work(
     assert not (out / ids["slow"] / "programbench.json").exists()
     assert engine.labelled({LABEL_RUN: json.loads((out / "report.json").read_text())["run_id"]}) == []
 
-    # Resume: the finished three are reused (no container, no agent call); slow runs again.
+    # Resume: good and half are reused (no container, no agent call); broken's compile_failed is
+    # compiled again, as programbench eval would (no branch runs); slow runs again.
     (pytester.path / "agent-calls.log").unlink()
-    # The event log counts whole seconds: start the resumed session in a second of its own.
-    started = int(time.time()) + 1
-    time.sleep(started - time.time())
-    resumed = pytester.runpytest_subprocess(*options(out))
+    with CreationWatch(engine, base_image) as created:
+        resumed = pytester.runpytest_subprocess(*options(out))
     assert resumed.parseoutcomes() == {"resolved": 1, "partial": 1, "zero": 2}
     resumed.stdout.fnmatch_lines(
-        ["verdicts from the run directory: 3 reused, 0 re-scored in part, 0 re-scored in full"]
+        ["verdicts from the run directory: 2 reused, 0 re-scored in part, 1 re-scored in full"]
     )
     assert (pytester.path / "agent-calls.log").read_text().split() == [ids["slow"]]
-    finished_images = [image_name_from_instance_id(ids[n]) for n in ("broken", "good", "half")]
-    assert container_creations(engine, started, finished_images) == []
+    for name in ("good", "half"):
+        assert created.count(image_name_from_instance_id(ids[name]) + ":") == 0, name
+        assert created.count(f"programbench-compiled/{ids[name]}:") == 0, name
+    assert created.count(image_name_from_instance_id(ids["broken"]) + ":") == 1  # its compile
+    assert created.count(f"programbench-compiled/{ids['broken']}:") == 0
+    assert created.count(image_name_from_instance_id(ids["slow"]) + ":") == 2  # its sandbox, its compile
     resumed_rows = rows_of(out)
     assert resumed_rows[ids["good"]]["reused"] and not resumed_rows[ids["slow"]]["reused"]
 
@@ -311,7 +306,7 @@ def test_a_killed_worker_loses_nothing_and_leaks_nothing(
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for(out / "progress.log", f"{ids['slow']} +0s agent behaviour started")
+        wait_for(out / "progress.log", f" {ids['slow']} +", " agent behaviour started")
         os.kill(int(pidfile.read_text()), signal.SIGKILL)  # the xdist worker running the slow agent
         output = proc.communicate(timeout=300)[0].decode()
     finally:
@@ -327,7 +322,7 @@ def test_a_killed_worker_loses_nothing_and_leaks_nothing(
     resumed = pytester.runpytest_subprocess(*options, *args)
     assert resumed.parseoutcomes() == {"resolved": 1, "partial": 1, "zero": 2}
     resumed.stdout.fnmatch_lines(
-        ["verdicts from the run directory: 3 reused, 0 re-scored in part, 0 re-scored in full"]
+        ["verdicts from the run directory: 2 reused, 0 re-scored in part, 1 re-scored in full"]
     )
     assert (pytester.path / "agent-calls.log").read_text().split() == [ids["slow"]]
 
@@ -336,20 +331,20 @@ def test_force_rescores_and_force_agent_reruns_the_agent(
     pytester: pytest.Pytester, clones: dict[str, Any]
 ) -> None:
     out = pytester.path / "out"
-    iid = clones["ids"]["broken"]
-    first = agent_session(pytester, clones, out, instance_filter("broken"))
-    assert first.parseoutcomes() == {"zero": 1}
-    again = agent_session(pytester, clones, out, instance_filter("broken"))
+    iid = clones["ids"]["good"]
+    first = agent_session(pytester, clones, out, instance_filter("good"))
+    assert first.parseoutcomes() == {"resolved": 1}
+    again = agent_session(pytester, clones, out, instance_filter("good"))
+    assert again.parseoutcomes() == {"resolved": 1}
     assert rows_of(out)[iid]["reused"] is True
-    assert again.parseoutcomes() == {"zero": 1}
-    forced = agent_session(pytester, clones, out, instance_filter("broken"), "--pb-force")
-    assert forced.parseoutcomes() == {"zero": 1}
+    forced = agent_session(pytester, clones, out, instance_filter("good"), "--pb-force")
+    assert forced.parseoutcomes() == {"resolved": 1}
     row = rows_of(out)[iid]
     assert (row["reused"], row["rescored"], row["rescore_reason"]) == (False, "full", "--pb-force")
-    assert row["agent_steps"] == 6  # the agent's figures from its first run, which is not repeated
+    assert row["agent_steps"] == 4  # the agent's figures from its first run, which is not repeated
     assert (pytester.path / "agent-calls.log").read_text().split() == [iid]
-    rerun = agent_session(pytester, clones, out, instance_filter("broken"), "--pb-force-agent")
-    assert rerun.parseoutcomes() == {"zero": 1}
+    rerun = agent_session(pytester, clones, out, instance_filter("good"), "--pb-force-agent")
+    assert rerun.parseoutcomes() == {"resolved": 1}
     assert (pytester.path / "agent-calls.log").read_text().split() == [iid] * 2
 
 
