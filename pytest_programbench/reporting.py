@@ -12,6 +12,7 @@ def header_lines(settings: Settings, selection: Selection) -> list[str]:
     lines = _selection_lines(settings, selection)
     if settings.submissions_dir:
         lines.append(f"programbench: replaying submissions from {settings.submissions_dir}")
+    lines.extend(_scoring_lines(settings))
     if selection.unselected_submissions:
         lines.append(
             f"programbench: {len(selection.unselected_submissions)} submission(s) in the run directory not "
@@ -23,6 +24,21 @@ def header_lines(settings: Settings, selection: Selection) -> list[str]:
             f"tasks of {selection.source} (see --pb-tasks-dir): {_some(selection.unknown_submissions)}"
         )
     return lines
+
+
+def _scoring_lines(settings: Settings) -> list[str]:
+    """How verdicts already in the run directory are treated, and branch settings off their defaults."""
+    out = []
+    if settings.force_agent:
+        out.append("programbench: --pb-force-agent: agents run again and every instance is scored in full")
+    elif settings.force:
+        out.append("programbench: --pb-force: every instance is scored again in full; agents are not rerun")
+    if (settings.branch_workers, settings.branch_retries) != (1, 1):
+        out.append(
+            f"programbench: {settings.branch_workers} branch worker(s) per instance, "
+            f"{settings.branch_retries} branch retr{'y' if settings.branch_retries == 1 else 'ies'}"
+        )
+    return out
 
 
 def _some(ids: tuple[str, ...], limit: int = 20) -> str:
