@@ -142,3 +142,21 @@ def test_threshold_lets_a_partial_submission_pass(pytester: pytest.Pytester, spr
     assert rows[spread.ids["partial"]]["score"] == pytest.approx(15 / 18)
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*1 partial*"])
+
+
+def test_branch_workers_score_alike_and_share_the_engines_cpus(
+    pytester: pytest.Pytester, spread: Spread, engine: Engine
+) -> None:
+    _, rows = run_session(pytester, spread, "-k", "partial", "--pb-branch-workers=2")
+    ours = rows[spread.ids["partial"]]
+    assert (ours["n_resolved"], ours["n_tests"], ours["error_code"]) == selftest.EXPECTED["partial"]
+    # Two branches at once: each scoring container gets half the engine, at most --pb-cpus.
+    pytester.makeconftest(
+        "import pytest\n"
+        "from pytest_programbench.model import Outcome\n"
+        "@pytest.fixture\n"
+        "def pb_outcome(pb_instance, pb_scoring_cpus):\n"
+        "    return Outcome.from_score(pb_instance, score=pb_scoring_cpus, n_resolved=0, n_tests=0)\n"
+    )
+    _, rows = run_session(pytester, spread, "-k", "partial", "--pb-branch-workers=2", "--pb-force")
+    assert rows[spread.ids["partial"]]["score"] == max(1, min(int(CPUS), engine.cpu_count() // 2))
