@@ -26,6 +26,7 @@ STATES = ["errored", "branch_error", "missing_branch", "complete", "edited"]
 
 CONFTEST = """
 from pathlib import Path
+from pytest_programbench import selftest
 
 SOURCE = selftest.reference_source()
 SOURCE = SOURCE.replace("__builtin_sub_overflow(a, b, &r)", "__builtin_sub_overflow(b, a, &r)")
