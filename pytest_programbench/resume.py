@@ -124,7 +124,9 @@ def plan(
         moved and (source is None or not source.is_file() or sha256(source) != data.get("source_sha256"))
     ):
         return Plan(FULL, "the submission changed")
-    if sha256(eval_json) != data.get("eval_sha256"):
+    if "eval_sha256" not in data:
+        return Plan(FULL, "its marker predates eval.json checksums")
+    if sha256(eval_json) != data["eval_sha256"]:
         return Plan(FULL, "its eval.json changed after it was scored")
     try:
         branches = branches_to_rescore(eval_json, task)
