@@ -120,8 +120,7 @@ def pb_submission(
     Replay (``--pb-submissions DIR``) takes ``DIR/<id>/submission.tar.gz``; otherwise the
     agent runs in a sandbox and its packed ``/workspace`` is the submission (unless a
     previous session of this run directory already packed it and ``--pb-force-agent`` is
-    not given). Override in conftest.py
-    to produce the archive some other way.
+    not given). Override in conftest.py to produce the archive some other way.
     """
     from pytest_programbench import resume
     from pytest_programbench.submissions import check_archive, find_submission, place_submission
