@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+# Imported before any test: pytester drops the modules a test imported when it ends, and
+# a yaml imported again no longer matches its cached C loader ("could not determine a
+# constructor for the tag None"), which broke in-process sessions after test_resume.
+import yaml  # noqa: F401
+
 from pytest_programbench import selftest
 from pytest_programbench.containers import LABEL_RUN, Engine
 
