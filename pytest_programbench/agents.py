@@ -38,6 +38,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from pytest_programbench import files
 from pytest_programbench.errors import AgentUnavailable, NoAgent
 from pytest_programbench.model import AgentRun, Instance
 from pytest_programbench.sandbox import AgentReportWarning, AgentTimedOut, Sandbox, SandboxHandle, json_safe
@@ -359,9 +360,7 @@ def save_trajectory(sandbox: Sandbox, path: Path) -> None:
     if trajectory is None or path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(trajectory, indent=2, default=str))
-    partial.replace(path)
+    files.write_text(path, json.dumps(trajectory, indent=2, default=str))
 
 
 # -- built-ins -------------------------------------------------------------------------

@@ -83,6 +83,16 @@ def pb_cpus(pb_settings: Settings, pb_engine: Engine) -> int:
     return max(1, min(wanted, available))
 
 
+@pytest.fixture(scope="session")
+def pb_scoring_cpus(pb_settings: Settings, pb_engine: Engine, pb_cpus: int) -> int:
+    """CPUs per scoring container: ``pb_cpus``, shared by the ``--pb-branch-workers`` branches.
+
+    An instance runs that many branch containers at once; each gets its share of the
+    engine so together they fit it, as one container does with one branch worker.
+    """
+    return max(1, min(pb_cpus, pb_engine.cpu_count() // pb_settings.branch_workers))
+
+
 @pytest.fixture
 def pb_task(pb_instance: Instance) -> dict[str, Any]:
     """The instance's task.yaml and tests.json, merged as programbench loads them."""
@@ -117,8 +127,8 @@ def pb_submission(
 
     Replay (``--pb-submissions DIR``) takes ``DIR/<id>/submission.tar.gz``; otherwise the
     agent runs in a sandbox and its packed ``/workspace`` is the submission (unless a
-    previous session of this run directory already packed it). Override in conftest.py
-    to produce the archive some other way.
+    previous session of this run directory already packed it and ``--pb-force-agent`` is
+    not given). Override in conftest.py to produce the archive some other way.
     """
     from pytest_programbench import resume
     from pytest_programbench.submissions import (
@@ -132,7 +142,7 @@ def pb_submission(
         source = find_submission(Path(pb_settings.submissions_dir), pb_instance.instance_id)
         check_archive(source, max_unpacked=UNPACKED_FACTOR * pb_settings.max_submission)
         return place_submission(source, pb_instance_dir)
-    previous = None if pb_settings.force else resume.finished_agent(pb_instance_dir)
+    previous = None if pb_settings.force_agent else resume.finished_agent(pb_instance_dir)
     run: AgentRun = previous if previous is not None else request.getfixturevalue("pb_agent_run")
     request.node.stash[AGENT_RUN_KEY] = run
     return pb_instance_dir / ARCHIVE_NAME
@@ -299,45 +309,56 @@ def pb_outcome(
     pb_instance: Instance,
     pb_settings: Settings,
     pb_instance_dir: Path,
+    pb_task: dict[str, Any],
     request: pytest.FixtureRequest,
 ) -> Outcome:
     """The instance's score from the official evaluator, written to ``<id>.eval.json``.
 
-    A verdict a previous session left in this run directory is reused, without starting
-    a container, when its submission is unchanged (``--pb-force`` redoes it). Otherwise
-    this asks for ``pb_submission``, ``pb_task``, ``pb_image``, ``pb_hidden_tests`` and
-    ``pb_cpus`` and scores.
+    A verdict a previous session left in this run directory is built on as
+    ``programbench eval`` (no ``--force``) would: reused without starting a container
+    when that tool would skip it, otherwise only the branches it would evaluate are
+    scored and merged in; ``--pb-force`` scores everything again. Scoring asks for
+    ``pb_submission``, ``pb_image``, ``pb_hidden_tests`` and ``pb_scoring_cpus``.
     """
     from pytest_programbench import resume
     from pytest_programbench.images import check_pinned
     from pytest_programbench.integrity import Audit
-    from pytest_programbench.scoring import score_submission
+    from pytest_programbench.scoring import eval_json_path, score_submission, summarise_existing
 
     source = None
     if pb_settings.submissions_dir:
         source = submission_path(Path(pb_settings.submissions_dir), pb_instance.instance_id)
     progress: ItemProgress = request.getfixturevalue("pb_progress")
-    if not pb_settings.force:
-        previous = resume.finished_outcome(pb_instance, pb_instance_dir, source)
-        if previous is not None:
-            progress(f"reused: score {previous.score:.2f} from {pb_instance_dir}", milestone=True)
-            return _counted(previous, pb_settings)
-    image_id: str = request.getfixturevalue("pb_image_id")
+    plan = resume.plan(pb_instance, pb_instance_dir, source, pb_task, force=pb_settings.force)
+    eval_json = eval_json_path(pb_instance_dir, pb_instance.instance_id)
+    if plan.action == resume.REUSE:
+        outcome = resume.reused(summarise_existing(pb_instance, eval_json, task=pb_task), plan.previous)
+        resume.mark_scored(pb_instance_dir, outcome, source)  # the summary may have rewritten eval.json
+        progress(f"reused: score {outcome.score:.2f} from {pb_instance_dir}", milestone=True)
+        return _counted(outcome, pb_settings)
+    image_id: str = request.getfixturevalue("pb_image_id")  # pinned before the agent starts
     submission: Path = request.getfixturevalue("pb_submission")
-    task: dict[str, Any] = request.getfixturevalue("pb_task")
+    if plan.action == resume.PART and resume.sha256(submission) != plan.submission_sha256:
+        plan = resume.Plan(resume.FULL, "the submission changed")  # e.g. an agent ran again
+    if plan.action == resume.PART:
+        progress(f"re-scoring branches {', '.join(plan.branches)}", milestone=True)
+    elif plan.action == resume.FULL:
+        progress(f"re-scoring in full: {plan.reason}", milestone=True)
     image: str = request.getfixturevalue("pb_image")
     engine: Engine = request.getfixturevalue("pb_engine")
-    check_pinned(engine, image, image_id, when="while the agent worked")
+    check_pinned(engine, image, image_id, when="before scoring (while the agent worked, if one ran)")
     outcome = score_submission(
         pb_instance,
         submission,
         blob_dir=request.getfixturevalue("pb_hidden_tests"),
         instance_dir=pb_instance_dir,
-        cpus=request.getfixturevalue("pb_cpus"),
-        task=task,
+        cpus=request.getfixturevalue("pb_scoring_cpus"),
+        branch_workers=pb_settings.branch_workers,
+        branch_retries=pb_settings.branch_retries,
+        task=pb_task,
         progress=progress,
         image=image_id,
-        audit=Audit(engine, task.get("eval_clean_hashes", [])),
+        audit=Audit(engine, pb_task.get("eval_clean_hashes", [])),
         engine=engine,
         labels={
             LABEL_RUN: request.config.stash[RUN_ID_KEY],
@@ -347,6 +368,8 @@ def pb_outcome(
             LABEL_OWNER: session_owner(),
         },
         memory=pb_settings.scoring_memory,
+        branches=list(plan.branches) if plan.action == resume.PART else None,
+        merge_into=eval_json if plan.action == resume.PART else None,
     )
     check_pinned(engine, image, image_id, when="while the submission was scored")
     progress(f"scored {outcome.score:.2f} ({outcome.n_resolved}/{outcome.n_tests})", milestone=True)
@@ -354,6 +377,15 @@ def pb_outcome(
     if run is not None:
         outcome = outcome.with_agent(run)
     outcome = replace(outcome, image_id=image_id)
+    if plan.action == resume.PART:
+        # Branches not tested again keep what the audit saw of them the first time.
+        seen = {(f["code"], f["path"]) for f in outcome.findings}
+        earlier = [f for f in plan.previous.get("findings", []) if (f["code"], f["path"]) not in seen]
+        outcome = replace(outcome, findings=[*outcome.findings, *earlier])
+    if plan.action in (resume.PART, resume.FULL):
+        outcome = replace(
+            outcome, rescored=plan.action, rescored_branches=list(plan.branches), rescore_reason=plan.reason
+        )
     resume.mark_scored(pb_instance_dir, outcome, source)
     return _counted(outcome, pb_settings)
 

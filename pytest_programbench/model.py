@@ -181,6 +181,12 @@ class Outcome:
         object.__setattr__(self, "agent_steps", clean_steps(self.agent_steps))
         object.__setattr__(self, "agent_cost", clean_cost(self.agent_cost))
 
+    # A previous session's verdict scored again: "part" (only ``rescored_branches``, merged into
+    # its eval.json) or "full", and why; "" when there was none or it was reused.
+    rescored: str = ""
+    rescored_branches: list[str] = field(default_factory=list)
+    rescore_reason: str = ""
+
     def with_agent(self, run: AgentRun) -> Outcome:
         return replace(
             self,

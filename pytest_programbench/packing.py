@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from pytest_programbench import files
+
 #: Member types a workspace may hold: files, directories, symlinks, hard links.
 _KEPT_TYPES = frozenset(
     {tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE}
@@ -96,7 +98,7 @@ def pack_stream(chunks: Iterator[bytes], dest: Path, *, root: str, max_bytes: in
     """
     deadline = time.monotonic() + timeout
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".partial")
+    partial = files.partial_path(dest)
     skipped: list[str] = []
     members = 0
     try:

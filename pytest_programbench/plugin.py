@@ -86,6 +86,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(), "programbench-xdist")
     if workerinput is None:
+        if settings.output_dir and not config.option.collectonly:
+            # A generated run directory is new by construction; a named one may be shared.
+            from pytest_programbench.runlock import RunDirLock
+
+            lock = RunDirLock(config.stash[RUN_DIR_KEY])
+            lock.acquire()
+            config.pluginmanager.register(lock, "programbench-runlock")
         from pytest_programbench.items import nodeid_of
         from pytest_programbench.results import Collector
 

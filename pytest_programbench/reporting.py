@@ -13,6 +13,7 @@ def header_lines(settings: Settings, selection: Selection) -> list[str]:
     lines = _selection_lines(settings, selection)
     if settings.submissions_dir:
         lines.append(f"programbench: replaying submissions from {settings.submissions_dir}")
+    lines.extend(_scoring_lines(settings))
     if selection.unselected_submissions:
         lines.append(
             f"programbench: {len(selection.unselected_submissions)} submission(s) in the run directory not "
@@ -24,6 +25,21 @@ def header_lines(settings: Settings, selection: Selection) -> list[str]:
             f"tasks of {selection.source} (see --pb-tasks-dir): {_some(selection.unknown_submissions)}"
         )
     return lines
+
+
+def _scoring_lines(settings: Settings) -> list[str]:
+    """How verdicts already in the run directory are treated, and branch settings off their defaults."""
+    out = []
+    if settings.force_agent:
+        out.append("programbench: --pb-force-agent: agents run again and every instance is scored in full")
+    elif settings.force:
+        out.append("programbench: --pb-force: every instance is scored again in full; agents are not rerun")
+    if (settings.branch_workers, settings.branch_retries) != (1, 1):
+        out.append(
+            f"programbench: {settings.branch_workers} branch worker(s) per instance, "
+            f"{settings.branch_retries} branch retr{'y' if settings.branch_retries == 1 else 'ies'}"
+        )
+    return out
 
 
 def _some(ids: tuple[str, ...], limit: int = 20) -> str:
@@ -73,8 +89,9 @@ def summary_lines(
         cost = "" if r.get("agent_cost") is None else f"${r['agent_cost']:.2f}"
         seconds = (r.get("agent_seconds") or 0.0) + (r.get("eval_seconds") or 0.0)
         note = r.get("reason") or r.get("error_code") or ""
-        if r.get("reused"):
-            note = "reused" + (f"; {note}" if note else "")
+        resumed = _resume_note(r)
+        if resumed:
+            note = resumed + (f"; {note}" if note else "")
         out.append(
             f"{_label(r):<{width}}  {r['language']:<7} {r['difficulty']:<7} {score:>5} {passed:>9}  "
             f"{steps:>5} {cost:>7} {_duration(seconds) if seconds else '':>7}  {r['outcome']}"
@@ -88,9 +105,8 @@ def summary_lines(
     line = f"mean score {summary['mean_score']:.3f} over {len(rows)} item(s); " + ", ".join(
         f"{summary[c]} {c}" for c in OUTCOMES if summary[c]
     )
-    if summary["reused"]:
-        line += f" ({summary['reused']} reused from the run directory)"
     out.append(line)
+    out.extend(_resume_lines(rows, summary))
     errors = [r for r in rows if r["outcome"] == "error"]
     if errors:
         out.append("errors count as score 0 in the mean (the official rule); their causes:")
@@ -114,6 +130,28 @@ def _integrity_lines(rows: list[dict[str, Any]], integrity: str) -> list[str]:
         shown = f"official {official:.2f}" if official is not None else f"score {r['score']:.2f}"
         out.append(f"  {_label(r)} ({shown}):")
         out.extend(f"    {Finding(**f)}" for f in r["findings"])
+    return out
+
+
+def _resume_note(row: dict[str, Any]) -> str:
+    if row.get("reused"):
+        return "reused"
+    if row.get("rescored") == "part":
+        return "re-scored branches " + ", ".join(row.get("rescored_branches") or [])
+    if row.get("rescored") == "full":
+        return f"re-scored in full: {row.get('rescore_reason')}"
+    return ""
+
+
+def _resume_lines(rows: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
+    """What became of the verdicts a previous session left: reused, re-scored in part or in full."""
+    if not (summary["reused"] or summary["rescored_part"] or summary["rescored_full"]):
+        return []
+    out = [
+        f"verdicts from the run directory: {summary['reused']} reused, {summary['rescored_part']} re-scored "
+        f"in part, {summary['rescored_full']} re-scored in full"
+    ]
+    out.extend(f"  {_label(r)}: {_resume_note(r)}" for r in rows if r.get("rescored"))
     return out
 
 
@@ -209,6 +247,8 @@ def totals(
         "reused": sum(bool(r.get("reused")) for r in rows),
         "flagged": sum(bool(r.get("findings")) for r in rows),
         "integrity": integrity,
+        "rescored_part": sum(r.get("rescored") == "part" for r in rows),
+        "rescored_full": sum(r.get("rescored") == "full" for r in rows),
         "by_language": aggregates(rows, "language"),
         "by_difficulty": aggregates(rows, "difficulty"),
     }

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_programbench import files
 from pytest_programbench.errors import ProgramBenchError
 from pytest_programbench.keys import SETTINGS_KEY
 from pytest_programbench.model import Instance, Outcome
@@ -48,6 +48,7 @@ JUNIT_IF_KNOWN = (
     ("pb_reused", "reused"),
     ("pb_official_score", "official_score"),
     ("pb_image_id", "image_id"),
+    ("pb_rescored", "rescored"),
 )
 
 
@@ -88,7 +89,7 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
         value = data.get(key)
         item.user_properties.append((name, "" if value is None else value))
     for name, key in JUNIT_IF_KNOWN:
-        if data.get(key) not in (None, False):
+        if data.get(key) not in (None, False, ""):
             item.user_properties.append((name, data[key]))
 
 
@@ -257,7 +258,7 @@ class Collector:
         """Rewrite the JSON report; a failure (a full disk) is remembered and shown, never raised."""
         if self.report_path is None:
             return
-        partial = self.report_path.with_name(self.report_path.name + f".{os.getpid()}.partial")
+        partial = files.partial_path(self.report_path)
         try:
             self.report_path.parent.mkdir(parents=True, exist_ok=True)
             partial.write_text(json.dumps(self.document(), indent=2, default=str))

@@ -1,31 +1,48 @@
-"""Resume: recognise work a previous session finished in the same run directory.
+"""Resume: decide what a rerun does with the work a previous session left.
 
 Two markers, each written atomically and only after what it vouches for is complete:
 
 - ``<id>/agent.json`` after the agent ran and ``submission.tar.gz`` was packed: a rerun
-  scores that archive instead of paying for the agent again.
-- ``<id>/programbench.json`` after ``<id>.eval.json`` was written: a rerun reuses the
-  verdict without starting a container.
+  scores that archive instead of paying for the agent again (only
+  ``--pb-force-agent`` reruns it).
+- ``<id>/programbench.json`` after ``<id>.eval.json`` was written: the sha256 of the
+  submission it scored (and, in replay, of the source archive) and of that eval.json.
 
-Both record the sha256 of the submission they saw, so a changed archive (or, in
-replay, a changed source archive) is redone. A session killed half-way leaves at most
-``*.partial`` files and no marker for the unfinished step, so nothing half-written is
-ever taken as done. ``--pb-force`` ignores all markers.
+A verdict is built on only when its marker vouches for both files as they are now; an
+eval.json edited afterwards, or one no marker of ours vouches for, is scored again in
+full. A vouched-for verdict converges like ``programbench eval`` without ``--force``:
+reused when that tool would skip it, otherwise only the branches it would choose are
+scored again and merged in (scoring.py holds the official calls). A session killed
+half-way leaves at most ``*.partial`` files and no marker for the unfinished step.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pytest_programbench import files
 from pytest_programbench.model import AgentRun, Instance, Outcome
 from pytest_programbench.submissions import ARCHIVE_NAME
 
 AGENT_MARKER = "agent.json"
 DONE_MARKER = "programbench.json"
+
+REUSE, PART, FULL, FRESH = "reuse", "part", "full", "fresh"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an item does with its directory: reuse the verdict, or score which branches and why."""
+
+    action: str  # REUSE | PART | FULL (a verdict existed) | FRESH (none did)
+    reason: str = ""
+    branches: tuple[str, ...] = ()  # PART: the branches to evaluate and merge
+    submission_sha256: str = ""  # PART: the archive the verdict being completed was scored on
+    previous: dict[str, Any] = field(default_factory=dict)  # the marker's outcome
 
 
 def sha256(path: Path) -> str:
@@ -34,12 +51,6 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _write(path: Path, data: dict[str, Any]) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2))
-    partial.replace(path)
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -51,9 +62,11 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def mark_agent_done(instance_dir: Path, run: AgentRun) -> None:
-    _write(
+    files.write_text(
         instance_dir / AGENT_MARKER,
-        {"agent": asdict(run), "submission_sha256": sha256(instance_dir / ARCHIVE_NAME)},
+        json.dumps(
+            {"agent": asdict(run), "submission_sha256": sha256(instance_dir / ARCHIVE_NAME)}, indent=2
+        ),
     )
 
 
@@ -70,39 +83,74 @@ def finished_agent(instance_dir: Path) -> AgentRun | None:
 
 
 def mark_scored(instance_dir: Path, outcome: Outcome, source: Path | None) -> None:
-    _write(
+    """Vouch for ``<id>.eval.json`` as it is now, and for the submission it scored."""
+    from pytest_programbench.scoring import eval_json_path
+
+    files.write_text(
         instance_dir / DONE_MARKER,
-        {
-            "outcome": outcome.to_dict(),
-            "submission_sha256": sha256(instance_dir / ARCHIVE_NAME),
-            "source_sha256": sha256(source) if source is not None else None,
-        },
+        json.dumps(
+            {
+                "outcome": outcome.to_dict(),
+                "submission_sha256": sha256(instance_dir / ARCHIVE_NAME),
+                "source_sha256": sha256(source) if source is not None else None,
+                "eval_sha256": sha256(eval_json_path(instance_dir, outcome.instance_id)),
+            },
+            indent=2,
+        ),
     )
 
 
-def finished_outcome(instance: Instance, instance_dir: Path, source: Path | None) -> Outcome | None:
-    """The verdict of a previous session, if its submission (and replay source) are unchanged."""
-    from pytest_programbench.scoring import eval_json_path, outcome_from_eval_json
+def plan(
+    instance: Instance, instance_dir: Path, source: Path | None, task: dict[str, Any], *, force: bool
+) -> Plan:
+    """Reuse, score some branches, or score all, given what the instance's directory holds."""
+    from programbench.eval.eval import EvaluationResult
 
-    data = _read(instance_dir / DONE_MARKER)
-    archive = instance_dir / ARCHIVE_NAME
+    from pytest_programbench.scoring import branches_to_rescore, eval_json_path
+
     eval_json = eval_json_path(instance_dir, instance.instance_id)
-    if data is None or not archive.is_file() or not eval_json.is_file():
-        return None
-    if data.get("submission_sha256") != sha256(archive):
-        return None
+    if not eval_json.is_file():
+        return Plan(FRESH)
+    if force:
+        return Plan(FULL, "--pb-force")
+    data = _read(instance_dir / DONE_MARKER)
+    if data is None:
+        return Plan(FULL, "no marker of ours vouches for its eval.json")
+    archive = instance_dir / ARCHIVE_NAME
+    submission = sha256(archive) if archive.is_file() else ""
     # Replay: the archive to score may have changed since it was copied here.
     moved = source is not None and source.resolve() != archive.resolve()
-    if moved and (source is None or not source.is_file() or data.get("source_sha256") != sha256(source)):
-        return None
+    if submission != data.get("submission_sha256") or (
+        moved and (source is None or not source.is_file() or sha256(source) != data.get("source_sha256"))
+    ):
+        return Plan(FULL, "the submission changed")
+    if "eval_sha256" not in data:
+        return Plan(FULL, "its marker predates eval.json checksums")
+    if sha256(eval_json) != data["eval_sha256"]:
+        return Plan(FULL, "its eval.json changed after it was scored")
     try:
-        previous = data["outcome"]
-        # Scored again from eval.json, the way `programbench info` scores it; the rest is as recorded.
-        outcome = outcome_from_eval_json(
-            instance, eval_json, eval_seconds=float(previous.get("eval_seconds", 0))
-        )
-    except Exception:  # an unreadable eval.json is simply not finished work
-        return None
-    # What eval.json does not hold: the agent's run, the integrity findings, the image scored.
-    agent_fields = {f.name for f in fields(Outcome) if f.name.startswith("agent")} | {"findings", "image_id"}
-    return replace(outcome, reused=True, **{k: v for k, v in previous.items() if k in agent_fields})
+        branches = branches_to_rescore(eval_json, task)
+        existing = EvaluationResult.model_validate_json(eval_json.read_text())
+    except ValueError:
+        return Plan(FULL, "its eval.json is unreadable")
+    recorded = data.get("outcome")
+    previous: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
+    if not branches:
+        return Plan(REUSE, previous=previous)
+    if existing.test_branches and not existing.error_code:
+        return Plan(PART, branches=tuple(branches), submission_sha256=submission, previous=previous)
+    why = f"error_code {existing.error_code}" if existing.error_code else "no tested branch"
+    return Plan(FULL, f"its eval.json has {why}", previous=previous)
+
+
+def reused(outcome: Outcome, previous: dict[str, Any]) -> Outcome:
+    """A verdict taken over from a previous session: what eval.json does not hold, as recorded.
+
+    That is the agent's figures, the scoring time, the integrity findings and the image scored.
+    """
+    kept = {f.name for f in fields(Outcome) if f.name.startswith("agent")} | {
+        "eval_seconds",
+        "findings",
+        "image_id",
+    }
+    return replace(outcome, reused=True, **{k: v for k, v in previous.items() if k in kept})

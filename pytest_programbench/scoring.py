@@ -3,15 +3,19 @@
 The official ``programbench.eval.eval.Evaluator`` is the grader of record. We call it
 the way ``programbench.eval.eval_batch`` does (active branches, tests by branch,
 ignored tests and branches, the gold binary's hashes, image name and tag, branch
-retries), write its full result as ``<id>.eval.json``, and take the score the way
-``programbench info`` does. No compile, branch or JUnit logic lives here.
+workers and retries), write its full result as ``<id>.eval.json``, and take the score
+the way ``programbench info`` does. No compile, branch or JUnit logic lives here.
+
+A rerun converges like ``programbench eval`` without ``--force``: eval_batch's own
+``get_branches_to_eval`` names the branches an existing eval.json still needs, those
+alone are evaluated and merged into it as eval_batch merges them, and an instance it
+would skip is summarised by its own ``_summary_from_existing``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -19,12 +23,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_programbench import files
 from pytest_programbench.errors import EvaluatorCrashed
 from pytest_programbench.model import Instance, Outcome
 from pytest_programbench.tasks import load_tests
 
 if TYPE_CHECKING:
     from programbench.eval.eval import EvaluationResult
+    from programbench.eval.eval_batch import InstanceEvalSummary
 
     from pytest_programbench.containers import Engine
     from pytest_programbench.integrity import Audit
@@ -34,6 +40,25 @@ def eval_json_path(instance_dir: Path, instance_id: str) -> Path:
     return instance_dir / f"{instance_id}.eval.json"
 
 
+def _tests_by_branch(task: dict[str, Any], branches: list[str]) -> dict[str, list[str]]:
+    data = task.get("branches", {})
+    return {b: data[b]["tests"] for b in branches if b in data}
+
+
+def branches_to_rescore(eval_json: Path, task: dict[str, Any]) -> list[str]:
+    """The branches ``programbench eval`` (no ``--force``) would evaluate again; [] means it skips."""
+    from programbench.eval.eval_batch import get_branches_to_eval
+    from programbench.utils.load_data import get_active_branches, get_ignored_tests
+
+    active = get_active_branches(task)
+    return get_branches_to_eval(
+        eval_json=eval_json,
+        all_test_branches=active,
+        tests_by_branch=_tests_by_branch(task, active),
+        ignored_tests=get_ignored_tests(task),
+    )
+
+
 def score_submission(
     instance: Instance,
     submission: Path,
@@ -41,6 +66,7 @@ def score_submission(
     blob_dir: Path,
     instance_dir: Path,
     cpus: int,
+    branch_workers: int = 1,
     branch_retries: int = 1,
     task: dict[str, Any] | None = None,
     progress: Callable[[str], object] | None = None,
@@ -49,9 +75,13 @@ def score_submission(
     engine: Engine | None = None,
     labels: Mapping[str, str] | None = None,
     memory: str = "",
+    branches: list[str] | None = None,
+    merge_into: Path | None = None,
 ) -> Outcome:
     """Compile and test ``submission`` in fresh cleanroom containers; write eval.json.
 
+    ``branches`` (default: every active one) are the branches to test; ``merge_into``,
+    the eval.json they complete, takes the new result merged into it.
     ``image`` pins the task image (``sha256:<id>``, recorded before the agent ran) so a tag
     re-pointed mid-run cannot change what is scored; default: the instance's tag. With an
     ``audit``, its findings travel with the outcome and go to ``<id>.integrity.json``.
@@ -60,29 +90,30 @@ def score_submission(
     as the official evaluator). With ``engine``, an engine that stopped answering while the
     evaluator worked is EngineUnavailable, not a score.
     """
+    from programbench.eval.eval import EvaluationResult
     from programbench.utils.load_data import get_active_branches, get_ignored_branches, get_ignored_tests
 
     task = task if task is not None else load_tests(instance)
     active = get_active_branches(task)
-    branches = task.get("branches", {})
-    ignored = get_ignored_tests(task)
+    to_test = branches if branches is not None else active
     # The evaluator runs f"{image_name}:{image_tag}"; "sha256" and the hex id make an image id.
     image_name, _, image_tag = (image or instance.image_ref).rpartition(":")
     if audit is not None:
         audit.submission(submission)
-    evaluator = _evaluator_class(progress, len(active), audit)(
+    evaluator = _evaluator_class(progress, len(to_test), audit)(
         image_name=image_name,
         solution_branch="submission",
         submission_archive=submission,
         blob_dir=blob_dir,
-        tests_branches=active,
+        tests_branches=to_test,
         remove_hashes=task.get("eval_clean_hashes", []),
         image_tag=image_tag,
-        tests_by_branch={b: branches[b]["tests"] for b in active if b in branches},
-        ignored_tests=ignored,
+        tests_by_branch=_tests_by_branch(task, to_test),
+        ignored_tests=get_ignored_tests(task),
         ignored_branches=get_ignored_branches(task),
         instance_id=instance.instance_id,
         docker_cpus=cpus,
+        branch_workers=branch_workers,
         branch_retries=branch_retries,
     )
     started = time.monotonic()
@@ -94,19 +125,86 @@ def score_submission(
         raise EvaluatorCrashed(instance.instance_id, f"{type(exc).__name__}: {exc}") from exc
     elapsed = time.monotonic() - started
     _check_engine(engine, _failure_text(result))
+    if merge_into is not None and not result.error_code:
+        existing = EvaluationResult.model_validate_json(merge_into.read_text())
+        result = merge_like_eval_batch(existing, result, active)
 
     target = eval_json_path(instance_dir, instance.instance_id)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".json.partial")
-    partial.write_text(result.model_dump_json(indent=2))
-    partial.replace(target)  # never leave a half-written eval.json that looks finished
+    files.write_text(target, result.model_dump_json(indent=2))
     outcome = outcome_from_result(instance, result, task=task, eval_seconds=elapsed)
     if audit is None:
         return outcome
+    # The whole log, merged or not: a rerun's results.xml is checked with the earlier ones.
     audit.evaluator_log(result.log)
     findings = audit.dicts()
     write_integrity(instance_dir, instance.instance_id, findings, audit.errors, image)
     return replace(outcome, findings=findings)
+
+
+def merge_like_eval_batch(
+    existing: EvaluationResult, result: EvaluationResult, all_test_branches: list[str]
+) -> EvaluationResult:
+    """Merge freshly evaluated branches into an existing result, as ``programbench eval`` does.
+
+    eval_batch keeps this merge inline in ``_evaluate_instance`` (programbench 1.2.x),
+    so it is copied here line for line; tests/test_resume.py checks that the files
+    both tools write from the same starting run directory are equal.
+    """
+    from programbench.eval.eval import EvaluationResult
+
+    wanted = set(all_test_branches)
+    new_branch_set = set(result.test_branches)
+    merged_branch_errors = {
+        b: e for b, e in existing.test_branch_errors.items() if b in wanted and b not in new_branch_set
+    }
+    merged_branch_errors.update(result.test_branch_errors)
+    old_warnings = [
+        w
+        for w in existing.warnings
+        if not any(f"branch {b}" in w or f"Branch {b}" in w for b in new_branch_set)
+    ]
+    return EvaluationResult(
+        test_results=[
+            t for t in existing.test_results if t.branch in wanted and t.branch not in new_branch_set
+        ]
+        + list(result.test_results),
+        log=existing.log + result.log,
+        solution_branch=result.solution_branch or existing.solution_branch,
+        test_branches=all_test_branches,
+        test_branch_errors=merged_branch_errors,
+        executable_hash=result.executable_hash,
+        warnings=old_warnings + result.warnings,
+    )
+
+
+def summarise_existing(instance: Instance, eval_json: Path, *, task: dict[str, Any]) -> Outcome:
+    """Score an eval.json ``programbench eval`` would skip, the way it does.
+
+    eval_batch's ``_summary_from_existing`` re-derives the result from the JUnit XML in
+    its log (with the current tests.json) and rewrites eval.json when it can; it runs
+    on a copy here so the rewrite replaces the file whole or not at all.
+    """
+    from programbench.eval.eval_batch import _summary_from_existing
+    from programbench.utils.load_data import get_active_branches, get_ignored_branches, get_ignored_tests
+
+    active = get_active_branches(task)
+    copy = files.partial_path(eval_json)
+    copy.write_bytes(eval_json.read_bytes())
+    try:
+        summary = _summary_from_existing(
+            instance.instance_id,
+            copy,
+            get_ignored_tests(task),
+            current_branches=active,
+            tests_by_branch=_tests_by_branch(task, active),
+            ignored_branches=get_ignored_branches(task),
+        )
+        if copy.read_bytes() != eval_json.read_bytes():
+            copy.replace(eval_json)
+    finally:
+        copy.unlink(missing_ok=True)
+    return outcome_from_summary(instance, summary)
 
 
 #: What the docker CLI says when the engine is not there; the evaluator turns it into step failures.
@@ -174,10 +272,7 @@ def write_integrity(
         "codes": {f["code"]: CODES.get(f["code"], "") for f in findings},
         "audit_errors": errors,
     }
-    target = integrity_path(instance_dir, instance_id)
-    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(data, indent=2))
-    partial.replace(target)
+    files.write_text(integrity_path(instance_dir, instance_id), json.dumps(data, indent=2))
 
 
 def _evaluator_class(
@@ -252,6 +347,12 @@ def outcome_from_result(
     task = task if task is not None else load_tests(instance)
     result = result.for_branches(get_active_branches(task)).without_ignored(get_ignored_tests(task))
     summary = InstanceEvalSummary.from_eval_result(instance.instance_id, result)
+    return outcome_from_summary(instance, summary, eval_seconds=eval_seconds)
+
+
+def outcome_from_summary(
+    instance: Instance, summary: InstanceEvalSummary, *, eval_seconds: float = 0.0
+) -> Outcome:
     return Outcome.from_score(
         instance,
         score=summary.score,

@@ -189,8 +189,30 @@ OTHER_OPTIONS = (
     ),
     Option(
         "--pb-force",
-        "Redo every instance, ignoring results a previous session left in the run directory (--pb-output)",
+        "Re-score every instance in full, ignoring verdicts a previous session left in the run directory "
+        "(--pb-output). Agents are not rerun: their packed submissions are scored again",
         "bool",
+    ),
+    Option(
+        "--pb-force-agent",
+        "Rerun the agents too (implies --pb-force): nothing a previous session left is reused",
+        "bool",
+    ),
+    Option(
+        "--pb-branch-workers",
+        "Test branches of one instance scored in parallel, each in its own container, like "
+        "`programbench eval --branch-workers`; they share the engine's CPUs. Default: 1",
+        "int",
+        default=1,
+        metavar="N",
+    ),
+    Option(
+        "--pb-branch-retries",
+        "Rerun a test branch whose JUnit XML reports pytest-xdist worker crashes up to N times in a fresh "
+        "container, like `programbench eval --branch-retries`; 0 disables. Default: 1",
+        "int",
+        default=1,
+        metavar="N",
     ),
     Option("--pb-keep", "Keep agent containers after their item, for debugging", "bool"),
     Option(
@@ -245,7 +267,10 @@ class Settings:
     max_submission: int = 1 << 30  # bytes, packed
     disk: int = 0  # bytes of the agent container's writable layer; 0: unlimited
     keep: bool = False
-    force: bool = False
+    force: bool = False  # re-score everything (agents' packed submissions are reused)
+    force_agent: bool = False  # rerun agents too; implies force
+    branch_workers: int = 1  # programbench eval --branch-workers
+    branch_retries: int = 1  # programbench eval --branch-retries
     integrity: str = "report"
     scoring_memory: str = ""
 
@@ -361,6 +386,16 @@ def parse_positive_int(value: object, where: str) -> int:
         number = 0
     if number < 1:
         raise _usage(where, value, "expected a whole number >= 1")
+    return number
+
+
+def parse_count(value: object, where: str) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise _usage(where, value, "expected a whole number >= 0")
     return number
 
 
@@ -505,9 +540,15 @@ def resolve(config: pytest.Config) -> Settings:
     for dest in ("pb_max_submission", "pb_disk"):
         if value(dest) is not None:
             kwargs[dest[3:]] = parse_bytes(value(dest), where(dest))
-    for dest in ("pb_network", "pb_keep", "pb_force"):
+    for dest in ("pb_network", "pb_keep", "pb_force", "pb_force_agent"):
         if value(dest):
             kwargs[dest[3:]] = True
+    if kwargs.get("force_agent"):
+        kwargs["force"] = True  # a rerun agent leaves a new submission: nothing old can be reused
+    if value("pb_branch_workers") is not None:
+        kwargs["branch_workers"] = parse_positive_int(value("pb_branch_workers"), where("pb_branch_workers"))
+    if value("pb_branch_retries") is not None:
+        kwargs["branch_retries"] = parse_count(value("pb_branch_retries"), where("pb_branch_retries"))
     if kwargs.get("selftest") and not kwargs.get("agent") and not kwargs.get("submissions_dir"):
         kwargs["agent"] = "selftest"
     if kwargs.get("agent") == "command" and not kwargs.get("agent_cmd"):

@@ -13,6 +13,7 @@ import tarfile
 import zlib
 from pathlib import Path
 
+from pytest_programbench import files
 from pytest_programbench.errors import NoSubmission, SubmissionInvalid, SubmissionTooLarge
 
 ARCHIVE_NAME = "submission.tar.gz"
@@ -59,7 +60,7 @@ def place_submission(source: Path, instance_dir: Path) -> Path:
     if target.exists() and target.resolve() == source.resolve():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(ARCHIVE_NAME + ".partial")
+    partial = files.partial_path(target)
     shutil.copyfile(source, partial)
     partial.replace(target)
     return target

@@ -123,7 +123,7 @@ def test_fixture_beats_hook_beats_option(pytester: pytest.Pytester, selftest_ima
     _, report = session(pytester, hook, "--pb-agent=none")
     assert only_row(report)["agent_exit_status"] == "from-hook"
     fixture = hook + ("import pytest\n@pytest.fixture\ndef pb_agent():\n    return agents_for_tests.solver\n")
-    result, report = session(pytester, fixture, "--pb-agent=none", "--pb-force")
+    result, report = session(pytester, fixture, "--pb-agent=none", "--pb-force-agent")
     assert result.parseoutcomes() == {"resolved": 1}
     assert only_row(report)["agent"] == "solver"
 

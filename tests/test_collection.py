@@ -115,6 +115,20 @@ def test_header_shows_the_selection(pytester: pytest.Pytester) -> None:
     )
 
 
+def test_header_shows_force_and_branch_settings(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess(
+        "--pb-language=c", "--pb-force", "--pb-branch-workers=2", "--pb-branch-retries=0", "--collect-only"
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "programbench: --pb-force: every instance is scored again in full; agents are not rerun",
+            "programbench: 2 branch worker(s) per instance, 0 branch retries",
+        ]
+    )
+    quiet = pytester.runpytest_subprocess("--pb-language=c", "--collect-only")
+    assert "branch worker" not in quiet.stdout.str() and "--pb-force" not in quiet.stdout.str()
+
+
 def test_empty_selection_says_so(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--pb-language", "java", "--pb-difficulty", "hard")
     result.stdout.fnmatch_lines(

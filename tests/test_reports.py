@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import clone_selftest
+from conftest import CreationWatch, clone_selftest
 from junitparser import JUnitXml, Properties, Property
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import LABEL_INSTANCE, LABEL_RUN, Engine
+from pytest_programbench.containers import LABEL_RUN, Engine
 
 CPUS = "1"
 NAMES = ["good", "half", "broken", "crash"]
@@ -228,20 +228,8 @@ def agent_started(instance_id: str) -> str:
     return rf"{re.escape(instance_id)} \+\d+s agent \S+ started$"
 
 
-def container_creations(engine: Engine, since: int, instance_ids: list[str]) -> list[str]:
-    """Instances whose containers (agent or scoring) were created since ``since``, per the engine's events.
-
-    By label, not by image: containers start from the pinned image id, which clones share.
-    """
-    events = engine.client.events(
-        since=since, until=int(time.time()) + 1, decode=True, filters={"event": "create", "type": "container"}
-    )
-    labels = [e.get("Actor", {}).get("Attributes", {}) for e in events]
-    return [a[LABEL_INSTANCE] for a in labels if a.get(LABEL_INSTANCE) in instance_ids]
-
-
 def test_an_interrupted_run_resumes_without_redoing_finished_work(
-    pytester: pytest.Pytester, engine: Engine, selftest_image: str, tmp_path: Path
+    pytester: pytest.Pytester, engine: Engine, base_image: str, selftest_image: str, tmp_path: Path
 ) -> None:
     # Images of this test's own: the engine's event log below must not see another test's containers.
     names = ["good", "half", "slow", "broken"]
@@ -280,16 +268,20 @@ def test_an_interrupted_run_resumes_without_redoing_finished_work(
     assert not (out / ids["slow"] / "programbench.json").exists()
     assert engine.labelled({LABEL_RUN: json.loads((out / "report.json").read_text())["run_id"]}) == []
 
-    # Resume: the finished three are reused (no container, no agent call); slow runs again.
+    # Resume: good and half are reused (no container, no agent call); broken's compile_failed is
+    # compiled again, as programbench eval would (no branch runs); slow runs again.
     (pytester.path / "agent-calls.log").unlink()
-    # The event log counts whole seconds: start the resumed session in a second of its own.
-    started = int(time.time()) + 1
-    time.sleep(started - time.time())
-    resumed = pytester.runpytest_subprocess(*options(out))
+    with CreationWatch(engine, base_image) as created:
+        resumed = pytester.runpytest_subprocess(*options(out))
     assert resumed.parseoutcomes() == {"resolved": 1, "partial": 1, "zero": 2}
-    resumed.stdout.fnmatch_lines(["*(3 reused from the run directory)*"])
+    resumed.stdout.fnmatch_lines(
+        ["verdicts from the run directory: 2 reused, 0 re-scored in part, 1 re-scored in full"]
+    )
     assert (pytester.path / "agent-calls.log").read_text().split() == [ids["slow"]]
-    assert container_creations(engine, started, [ids[n] for n in ("broken", "good", "half")]) == []
+    for name in ("good", "half"):
+        assert created.of(ids[name]) == {"task": 0, "branches": 0}, name
+    assert created.of(ids["broken"]) == {"task": 1, "branches": 0}  # its compile
+    assert created.of(ids["slow"])["task"] == 2  # its sandbox, its compile
     resumed_rows = rows_of(out)
     assert resumed_rows[ids["good"]]["reused"] and not resumed_rows[ids["slow"]]["reused"]
 
@@ -351,21 +343,31 @@ def test_a_killed_worker_loses_nothing_and_leaks_nothing(
     (pytester.path / "agent-calls.log").unlink()
     resumed = pytester.runpytest_subprocess(*options, *args)
     assert resumed.parseoutcomes() == {"resolved": 1, "partial": 1, "zero": 2}
-    resumed.stdout.fnmatch_lines(["*(3 reused from the run directory)*"])
+    resumed.stdout.fnmatch_lines(
+        ["verdicts from the run directory: 2 reused, 0 re-scored in part, 1 re-scored in full"]
+    )
     assert (pytester.path / "agent-calls.log").read_text().split() == [ids["slow"]]
 
 
-def test_force_redoes_everything(pytester: pytest.Pytester, clones: dict[str, Any]) -> None:
+def test_force_rescores_and_force_agent_reruns_the_agent(
+    pytester: pytest.Pytester, clones: dict[str, Any]
+) -> None:
     out = pytester.path / "out"
-    first = agent_session(pytester, clones, out, instance_filter("broken"))
-    assert first.parseoutcomes() == {"zero": 1}
-    again = agent_session(pytester, clones, out, instance_filter("broken"))
-    assert rows_of(out)[clones["ids"]["broken"]]["reused"] is True
-    assert again.parseoutcomes() == {"zero": 1}
-    forced = agent_session(pytester, clones, out, instance_filter("broken"), "--pb-force")
-    assert forced.parseoutcomes() == {"zero": 1}
-    assert rows_of(out)[clones["ids"]["broken"]]["reused"] is False
-    assert (pytester.path / "agent-calls.log").read_text().split() == [clones["ids"]["broken"]] * 2
+    iid = clones["ids"]["good"]
+    first = agent_session(pytester, clones, out, instance_filter("good"))
+    assert first.parseoutcomes() == {"resolved": 1}
+    again = agent_session(pytester, clones, out, instance_filter("good"))
+    assert again.parseoutcomes() == {"resolved": 1}
+    assert rows_of(out)[iid]["reused"] is True
+    forced = agent_session(pytester, clones, out, instance_filter("good"), "--pb-force")
+    assert forced.parseoutcomes() == {"resolved": 1}
+    row = rows_of(out)[iid]
+    assert (row["reused"], row["rescored"], row["rescore_reason"]) == (False, "full", "--pb-force")
+    assert row["agent_steps"] == 4  # the agent's figures from its first run, which is not repeated
+    assert (pytester.path / "agent-calls.log").read_text().split() == [iid]
+    rerun = agent_session(pytester, clones, out, instance_filter("good"), "--pb-force-agent")
+    assert rerun.parseoutcomes() == {"resolved": 1}
+    assert (pytester.path / "agent-calls.log").read_text().split() == [iid] * 2
 
 
 def test_a_changed_submission_is_scored_again(pytester: pytest.Pytester, clones: dict[str, Any]) -> None:

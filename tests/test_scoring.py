@@ -133,7 +133,8 @@ def test_single_process_gives_the_same_results(pytester: pytest.Pytester, spread
     # Same run directory: --pb-force, or the second session would reuse the first one's verdicts.
     _, serial = run_session(pytester, spread, "-p", "no:xdist", "--pb-force")
     assert not any(r.get("reused") for r in serial.values())
-    strip = ("eval_seconds",)
+    assert {r["rescored"] for r in serial.values() if r["outcome"] != "error"} == {"full"}
+    strip = ("eval_seconds", "rescored", "rescore_reason")
     assert {k: {f: v for f, v in r.items() if f not in strip} for k, r in parallel.items()} == {
         k: {f: v for f, v in r.items() if f not in strip} for k, r in serial.items()
     }
@@ -166,3 +167,21 @@ def test_scoring_containers_get_our_labels_and_memory_only_for_the_run() -> None
             "512m",
         ] == constants.DOCKER_RUN_ARGS
     assert before == constants.DOCKER_RUN_ARGS
+
+
+def test_branch_workers_score_alike_and_share_the_engines_cpus(
+    pytester: pytest.Pytester, spread: Spread, engine: Engine
+) -> None:
+    _, rows = run_session(pytester, spread, "-k", "partial", "--pb-branch-workers=2")
+    ours = rows[spread.ids["partial"]]
+    assert (ours["n_resolved"], ours["n_tests"], ours["error_code"]) == selftest.EXPECTED["partial"]
+    # Two branches at once: each scoring container gets half the engine, at most --pb-cpus.
+    pytester.makeconftest(
+        "import pytest\n"
+        "from pytest_programbench.model import Outcome\n"
+        "@pytest.fixture\n"
+        "def pb_outcome(pb_instance, pb_scoring_cpus):\n"
+        "    return Outcome.from_score(pb_instance, score=pb_scoring_cpus, n_resolved=0, n_tests=0)\n"
+    )
+    _, rows = run_session(pytester, spread, "-k", "partial", "--pb-branch-workers=2", "--pb-force")
+    assert rows[spread.ids["partial"]]["score"] == max(1, min(int(CPUS), engine.cpu_count() // 2))

@@ -80,3 +80,45 @@ def test_agent_reported_numbers_are_checked() -> None:
     ]
     # What a marker on disk holds goes through the same check (a resume used to crash on it).
     assert AgentRun(name="x", seconds=1.0, steps="many", cost=10**400) == AgentRun(name="x", seconds=1.0)  # type: ignore[arg-type]
+
+
+def test_counts_accept_zero_and_name_the_flag_when_negative() -> None:
+    assert settings.parse_count("0", "--pb-branch-retries") == 0
+    with pytest.raises(pytest.UsageError, match=r"--pb-branch-retries='-1' is not valid; expected a whole"):
+        settings.parse_count("-1", "--pb-branch-retries")
+
+
+def test_force_agent_implies_force_and_branch_options_resolve(pytester: pytest.Pytester) -> None:
+    from pytest_programbench import selftest
+    from pytest_programbench.keys import SETTINGS_KEY
+
+    tasks = f"--pb-tasks-dir={selftest.tasks_dir()}"
+    config = pytester.parseconfigure(
+        tasks, "--pb-force-agent", "--pb-branch-workers=3", "--pb-branch-retries=0"
+    )
+    resolved = config.stash[SETTINGS_KEY]
+    assert (resolved.force, resolved.force_agent, resolved.branch_workers, resolved.branch_retries) == (
+        True,
+        True,
+        3,
+        0,
+    )
+    defaults = pytester.parseconfigure(tasks).stash[SETTINGS_KEY]
+    assert (defaults.force, defaults.force_agent, defaults.branch_workers, defaults.branch_retries) == (
+        False,
+        False,
+        1,
+        1,
+    )
+    with pytest.raises(pytest.UsageError, match=r"--pb-branch-workers='0' is not valid"):
+        pytester.parseconfigure(tasks, "--pb-branch-workers=0")
+
+
+def test_help_states_what_force_and_force_agent_redo(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    text = " ".join(result.stdout.str().split())
+    assert "--pb-force Re-score every instance in full" in text
+    assert "Agents are not rerun" in text
+    assert "--pb-force-agent Rerun the agents too (implies --pb-force)" in text
+    for flag in ("--pb-branch-workers=N", "--pb-branch-retries=N"):
+        assert flag in text
