@@ -517,7 +517,7 @@ class Engine:
                 raise EngineUnavailable(self.host, f"archive: {_short(exc)}") from None
             raise
         try:
-            yield io.BufferedReader(_ChunkReader(chunks), 1 << 20)
+            yield io.BufferedReader(ChunkReader(chunks), 1 << 20)
         finally:
             stream.__exit__(None, None, None)
 
@@ -588,7 +588,7 @@ class Engine:
 _EMPTY_TAR = b"\0" * 1024
 
 
-class _ChunkReader(io.RawIOBase):
+class ChunkReader(io.RawIOBase):
     """A read-once file over an iterator of byte chunks (an HTTP body), for tarfile's stream mode."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:

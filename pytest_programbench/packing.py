@@ -20,9 +20,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from pytest_programbench import files
+from pytest_programbench.containers import ChunkReader
 
 #: Member types a workspace may hold: files, directories, symlinks, hard links.
 _KEPT_TYPES = frozenset(
@@ -46,30 +47,18 @@ class Packed:
     skipped: tuple[str, ...]  # special files left out (fifos, devices), as ./paths
 
 
-class _StreamReader(io.RawIOBase):
-    """A file object over the engine's chunk iterator, checking the deadline as it reads."""
+class _StreamReader(ChunkReader):
+    """The engine's chunk iterator as a file, checking the deadline as it reads."""
 
     def __init__(self, chunks: Iterator[bytes], deadline: float, seconds: float) -> None:
-        self._chunks = chunks
-        self._pending = b""
+        super().__init__(chunks)
         self._deadline = deadline
         self._seconds = seconds
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: Any) -> int:
         if time.monotonic() > self._deadline:
             raise PackLimit("time", f"packing took longer than {self._seconds:.0f}s")
-        while not self._pending:
-            try:
-                self._pending = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
+        return super().readinto(buffer)
 
 
 class _Budget:
