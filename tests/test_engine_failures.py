@@ -106,10 +106,17 @@ def cleanup_on(host: str, cwd: Path) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("phase", ["agent", "scoring"])
 def test_an_engine_dying_mid_item_is_one_clear_error_and_leaks_nothing(
-    engine_b: SecondEngine, tmp_path: Path, phase: str
+    engine_b: SecondEngine, tmp_path: Path
 ) -> None:
+    # One test for both phases, not a parametrized pair: xdist could run a pair on two workers
+    # at once, and one would kill the engine under the other.
+    for phase in ("agent", "scoring"):
+        engine_dies_during(phase, engine_b, tmp_path / phase)
+
+
+def engine_dies_during(phase: str, engine_b: SecondEngine, tmp_path: Path) -> None:
+    tmp_path.mkdir()
     with Engine(engine_b.host) as eng:
         clone_selftest(eng, tmp_path, [f"enginekill_{phase}"])
     out = tmp_path / "out"
