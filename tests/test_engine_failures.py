@@ -151,7 +151,8 @@ def engine_dies_during(phase: str, engine_b: SecondEngine, tmp_path: Path) -> No
     # and --pb-cleanup (the session's owner is provably dead) takes it all.
     run_id = json.loads((out / "report.json").read_text())["run_id"]
     leftovers = labelled(engine_b.host, run_id)
-    assert leftovers["containers"], "expected the killed item's containers to outlive the engine"
+    # The kill may land before the branch's container exists; the committed image always does.
+    assert leftovers["containers"] or leftovers["images"], "nothing of the killed item outlived the engine"
     said = cleanup_on(engine_b.host, tmp_path)
     assert "removed" in said
     assert labelled(engine_b.host, run_id) == {"containers": [], "images": []}
