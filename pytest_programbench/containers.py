@@ -472,9 +472,28 @@ class Engine:
 
     @_reaching
     def changes(self, container_id: str) -> list[tuple[str, str]]:
-        """The container's filesystem diff against its image: (``A``/``C``/``D``, path) pairs."""
+        """The container's filesystem changes against its image: (``A``/``C``/``D``, path) pairs.
+
+        On a local overlay2 engine they are read from the container's upper directory, which
+        holds exactly what changed (directories only as parents of changes): the engine's own
+        diff walks the whole image for that, ten times slower on the self-test task. Elsewhere
+        (a remote engine, another storage driver, no access), the engine's diff.
+        """
+        local = self._overlay_dirs(container_id)
+        if local is not None:
+            return _overlay_changes(*local)
         kinds = {0: "C", 1: "A", 2: "D"}
         return [(kinds.get(c["Kind"], "?"), c["Path"]) for c in self.client.api.diff(container_id) or []]
+
+    def _overlay_dirs(self, container_id: str) -> tuple[str, list[str]] | None:
+        if not self.host.startswith("unix://"):
+            return None
+        driver = self.client.api.inspect_container(container_id).get("GraphDriver") or {}
+        data = driver.get("Data") or {}
+        upper, lower = data.get("UpperDir", ""), data.get("LowerDir", "")
+        if driver.get("Name") != "overlay2" or not upper or not os.access(upper, os.R_OK | os.X_OK):
+            return None
+        return upper, [d for d in lower.split(":") if d]
 
     @_reaching
     def is_dir(self, container_id: str, path: str) -> bool:
@@ -586,6 +605,29 @@ class Engine:
 
 
 _EMPTY_TAR = b"\0" * 1024
+
+
+def _overlay_changes(upper: str, lowers: list[str]) -> list[tuple[str, str]]:
+    """Changed files of an overlay upper directory, as ``docker diff`` names them.
+
+    A character device 0:0 is overlayfs's mark of a deleted path; any other entry was
+    added (no lower layer has it) or changed. Directories are left out: the ones here are
+    parents of changes, or empty directories, which change nothing a program reads.
+    """
+    import stat
+
+    found = []
+    for root, dirs, names in os.walk(upper):
+        for name in names + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            full = os.path.join(root, name)
+            path = "/" + os.path.relpath(full, upper)
+            info = os.lstat(full)
+            if stat.S_ISCHR(info.st_mode) and info.st_rdev == 0:
+                found.append(("D", path))
+            else:
+                existed = any(os.path.lexists(lower + path) for lower in lowers)
+                found.append(("C" if existed else "A", path))
+    return found
 
 
 class ChunkReader(io.RawIOBase):

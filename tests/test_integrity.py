@@ -448,3 +448,33 @@ def test_a_poisoned_task_image_is_an_error_and_does_not_fool_a_later_baseline(
     # poisoned image, committed from our labelled sandbox, went with the session's sweep.
     assert not list(out.rglob("*.eval.json"))
     assert not engine.image_exists(now.group(1))
+
+
+def test_changes_read_from_the_overlay_agree_with_the_engines_diff(
+    engine: Engine, selftest_image: str
+) -> None:
+    from pytest_programbench.containers import LABEL_RUN
+
+    script = (
+        "mkdir -p /etc/profile.d && echo x > /etc/profile.d/h.sh; echo 1 >> /etc/bash.bashrc; "
+        "rm /usr/bin/sha256sum; mkdir -p /root/.cache/x && echo 1 > /root/.cache/x/y; "
+        "echo hi > /workspace/conftest.py; ln -s /etc/passwd /opt/link; mkdir /opt/empty"
+    )
+    with engine.container(selftest_image, labels={LABEL_RUN: "test-overlay-diff"}, init=True) as box:
+        box.exec_run(["sh", "-c", script])
+        fast = integrity.changes_outside_workspace(engine.changes(box.id))
+        kinds = {0: "C", 1: "A", 2: "D"}
+        api = [(kinds[c["Kind"]], c["Path"]) for c in engine.client.api.diff(box.id)]
+        # The engine's diff also names directories; a changed or new directory with nothing
+        # changed below it (the empty one here) changes nothing a program reads.
+        files = [c for c in integrity.changes_outside_workspace(api) if not engine.is_dir(box.id, c[1])]
+    assert (
+        fast
+        == files
+        == [
+            ("C", "/etc/bash.bashrc"),
+            ("A", "/etc/profile.d/h.sh"),
+            ("A", "/opt/link"),
+            ("D", "/usr/bin/sha256sum"),
+        ]
+    )
