@@ -317,6 +317,8 @@ def test_a_killed_worker_loses_nothing_and_leaks_nothing(
     )
     try:
         wait_for(out / "progress.log", agent_started(ids["slow"]))
+        # The agent runs in a child of the worker and writes the pid once it is up.
+        wait_for(pidfile, r"^\d+$")
         os.kill(int(pidfile.read_text()), signal.SIGKILL)  # the xdist worker running the slow agent
         output = proc.communicate(timeout=300)[0].decode()
     finally:
