@@ -170,6 +170,11 @@ class Outcome:
     #: Set when --pb-integrity strict counted a flagged instance as 0: the evaluator's score.
     official_score: float | None = None
     image_id: str | None = None  # the task image scored (sha256:...), pinned before the agent ran
+    # A previous session's verdict scored again: "part" (only ``rescored_branches``, merged into
+    # its eval.json) or "full", and why; "" when there was none or it was reused.
+    rescored: str = ""
+    rescored_branches: list[str] = field(default_factory=list)
+    rescore_reason: str = ""
 
     def counted_strictly(self) -> Outcome:
         """Under ``--pb-integrity strict``: a flagged instance counts 0, its official score kept beside."""
@@ -180,12 +185,6 @@ class Outcome:
     def __post_init__(self) -> None:
         object.__setattr__(self, "agent_steps", clean_steps(self.agent_steps))
         object.__setattr__(self, "agent_cost", clean_cost(self.agent_cost))
-
-    # A previous session's verdict scored again: "part" (only ``rescored_branches``, merged into
-    # its eval.json) or "full", and why; "" when there was none or it was reused.
-    rescored: str = ""
-    rescored_branches: list[str] = field(default_factory=list)
-    rescore_reason: str = ""
 
     def with_agent(self, run: AgentRun) -> Outcome:
         return replace(
