@@ -9,6 +9,7 @@ controller) never rename each other's half-written file away.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -19,6 +20,12 @@ def partial_path(path: Path) -> Path:
 
 
 def write_text(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all; a failed write (a full disk) leaves no partial file."""
     partial = partial_path(path)
-    partial.write_text(text)
-    partial.replace(path)
+    try:
+        partial.write_text(text)
+        partial.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
+from pytest_programbench import files
 from pytest_programbench.containers import Engine
 from pytest_programbench.errors import ImageChanged, ImageMissing
 
@@ -88,9 +88,7 @@ def pin_image(engine: Engine, ref: str, *, lock_dir: Path) -> str:
         first = ids.setdefault(key, image_id)
         if first != image_id:
             raise ImageChanged(ref, first, image_id, "since an earlier item of this session used it")
-        partial = record.with_name(f"{record.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps(ids, indent=2))
-        partial.replace(record)
+        files.write_text(record, json.dumps(ids, indent=2))
     return image_id
 
 

@@ -8,7 +8,6 @@ evaluator logs (those stay in ``<id>.eval.json``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from pathlib import Path
@@ -258,15 +257,11 @@ class Collector:
         """Rewrite the JSON report; a failure (a full disk) is remembered and shown, never raised."""
         if self.report_path is None:
             return
-        partial = files.partial_path(self.report_path)
         try:
             self.report_path.parent.mkdir(parents=True, exist_ok=True)
-            partial.write_text(json.dumps(self.document(), indent=2, default=str))
-            partial.replace(self.report_path)
+            files.write_text(self.report_path, json.dumps(self.document(), indent=2, default=str))
         except OSError as exc:
             self.write_failure = str(exc) or type(exc).__name__
-            with contextlib.suppress(OSError):
-                partial.unlink(missing_ok=True)
         else:
             self.write_failure = ""
         self._written = time.monotonic()
