@@ -15,7 +15,6 @@ import os
 import shutil
 import socket
 import tarfile
-import tempfile
 import threading
 import time
 import uuid
@@ -439,14 +438,10 @@ class Engine:
             self._copy_file(container, path, out)
 
     def _copy_file(self, container: Container, path: str, out: BinaryIO) -> None:
-        # The archive API wraps the file in a tar; spooled, so a small file stays in memory
-        # and a large one (a workspace archive) never is.
-        stream, _ = container.get_archive(path)
-        with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
-            for chunk in stream:
-                spool.write(chunk)
-            spool.seek(0)
-            with tarfile.open(fileobj=spool) as archive:
+        # The archive API wraps the file in a tar, read as a stream: never whole in memory.
+        with self.archive_stream(container, path) as chunks:
+            reader = io.BufferedReader(ChunkReader(chunks), 1 << 20)
+            with tarfile.open(fileobj=reader, mode="r|") as archive:
                 member = archive.next()
                 extracted = archive.extractfile(member) if member is not None else None
                 if extracted is None:
@@ -525,25 +520,22 @@ class Engine:
         """
         from docker.errors import NotFound
 
-        stream = self.archive_stream(container_id, path)
-        try:
-            chunks = stream.__enter__()
-        except NotFound:
-            yield io.BytesIO(_EMPTY_TAR)
-            return
-        except Exception as exc:
-            if unreachable(exc):
-                raise EngineUnavailable(self.host, f"archive: {_short(exc)}") from None
-            raise
-        try:
+        with contextlib.ExitStack() as stack:
+            try:
+                chunks = stack.enter_context(self.archive_stream(container_id, path))
+            except NotFound:
+                yield io.BytesIO(_EMPTY_TAR)
+                return
+            except Exception as exc:
+                if unreachable(exc):
+                    raise EngineUnavailable(self.host, f"archive: {_short(exc)}") from None
+                raise
             yield io.BufferedReader(ChunkReader(chunks), 1 << 20)
-        finally:
-            stream.__exit__(None, None, None)
 
     @_reaching
     def labelled(self, labels: Mapping[str, str | None]) -> list[Container]:
         """Containers carrying every label (a None value: the label with any value)."""
-        filters = {"label": [k if v is None else f"{k}={v}" for k, v in labels.items()]}
+        filters = _label_filters(labels)
         # ignore_removed: a container going away between the listing and its inspection is no error.
         return list(self.client.containers.list(all=True, filters=filters, ignore_removed=True))
 
@@ -564,7 +556,7 @@ class Engine:
             self.remove(container)
         images = self._labelled_images(labels)
         for image in images:
-            self._remove_image(image.id)
+            self._remove_image(image)
         return len(leftovers) + len(images)
 
     @_reaching
@@ -575,28 +567,28 @@ class Engine:
         of another host's session, of a live session, or without an owner is left, and said.
         """
         removed, kept = 0, set()
-        for thing in [*self.labelled({LABEL_RUN: None}), *self._labelled_images({LABEL_RUN: None})]:
+        everything: list[tuple[Any, Callable[[Any], None]]] = [
+            *((c, self.remove) for c in self.labelled({LABEL_RUN: None})),
+            *((i, self._remove_image) for i in self._labelled_images({LABEL_RUN: None})),
+        ]
+        for thing, remove in everything:
             owner = (thing.labels or {}).get(LABEL_OWNER, "")
             why = _why_alive(owner)
             if why and owner != session_owner():
                 kept.add(why)
                 continue
-            if hasattr(thing, "remove") and hasattr(thing, "status"):
-                self.remove(thing)
-            else:
-                self._remove_image(thing.id)
+            remove(thing)
             removed += 1
         return removed, sorted(kept)
 
     def _labelled_images(self, labels: Mapping[str, str | None]) -> list[Any]:
-        filters = {"label": [k if v is None else f"{k}={v}" for k, v in labels.items()]}
-        return list(self.client.images.list(filters=filters))
+        return list(self.client.images.list(filters=_label_filters(labels)))
 
-    def _remove_image(self, image_id: str) -> None:
+    def _remove_image(self, image: Any) -> None:
         from docker.errors import APIError, NotFound
 
         try:
-            self.client.images.remove(image_id, force=True)
+            self.client.images.remove(image.id, force=True)
         except NotFound:
             pass
         except APIError as exc:
@@ -605,6 +597,11 @@ class Engine:
 
 
 _EMPTY_TAR = b"\0" * 1024
+
+
+def _label_filters(labels: Mapping[str, str | None]) -> dict[str, list[str]]:
+    """The engine's filter for things carrying every label (a None value: the label with any value)."""
+    return {"label": [k if v is None else f"{k}={v}" for k, v in labels.items()]}
 
 
 def _overlay_changes(upper: str, lowers: list[str]) -> list[tuple[str, str]]:
