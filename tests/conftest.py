@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import programbench.eval.eval_batch
 import programbench.utils.blob_store
@@ -148,3 +151,37 @@ class CreationWatch:
         images = [image for label, image in self.instances if label == instance_id]
         branches = sum(image.startswith("programbench-compiled/") for image in images)
         return {"task": len(images) - branches, "branches": branches}
+
+
+def wait_for(
+    path: Path, pattern: str = "", proc: subprocess.Popen[bytes] | None = None, timeout: float = 180
+) -> None:
+    """Until a line of ``path`` matches the regular expression ``pattern`` ('': until it exists).
+
+    Fails at once, with its output, if ``proc`` (the session being watched) ends first.
+    Patterns never hold timing text: a loaded machine starts things late.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and re.search(pattern, path.read_text(), re.MULTILINE):
+            return
+        if proc is not None and proc.poll() is not None:
+            said = proc.stdout.read().decode() if proc.stdout else ""
+            raise AssertionError(f"the session ended before {pattern!r} matched in {path}: {said}")
+        time.sleep(0.1)
+    raise AssertionError(f"{pattern!r} never matched a line of {path}")
+
+
+def only_row(report: dict[str, Any]) -> dict[str, Any]:
+    """The one instance row of a single-item session's --pb-report."""
+    [row] = report["instances"]
+    return dict(row)
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a killed orphan stays a zombie until some init reaps it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

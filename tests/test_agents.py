@@ -6,10 +6,10 @@ import json
 import os
 import subprocess
 import textwrap
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import only_row, running
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import LABEL_OWNER, LABEL_RUN, Engine
@@ -66,20 +66,6 @@ def session(
         *args,
     )
     return result, json.loads(report.read_text()) if report.exists() else {}
-
-
-def only_row(report: dict[str, Any]) -> dict[str, Any]:
-    [row] = report["instances"]
-    return dict(row)
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie (a killed orphan stays a zombie until some init reaps it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def assert_no_leftovers(engine: Engine, report: dict[str, Any]) -> None:

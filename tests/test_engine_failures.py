@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import clone_selftest
+from conftest import clone_selftest, wait_for
 from engines import SecondEngine
 
 from pytest_programbench import selftest
@@ -42,18 +40,6 @@ def engine_b(selftest_image: str) -> Iterator[SecondEngine]:
     with Engine(second.host) as eng:
         eng.sweep({LABEL_RUN: None})
     second.stop()
-
-
-def wait_for(path: Path, pattern: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and re.search(pattern, path.read_text(), re.MULTILINE):
-            return
-        if proc.poll() is not None:
-            said = proc.stdout.read().decode() if proc.stdout else ""
-            raise AssertionError(f"the session ended before {pattern!r}: {said}")
-        time.sleep(0.2)
-    raise AssertionError(f"{pattern!r} never matched a line of {path}")
 
 
 def session(cwd: Path, *args: str, host: str | None = None) -> subprocess.Popen[bytes]:

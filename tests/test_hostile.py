@@ -13,10 +13,10 @@ import os
 import sys
 import tarfile
 import textwrap
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import only_row, running
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import LABEL_RUN, Engine
@@ -109,23 +109,10 @@ def session(
     return result, json.loads(report.read_text()) if report.exists() else {}
 
 
-def only_row(report: dict[str, Any]) -> dict[str, Any]:
-    [row] = report["instances"]
-    return dict(row)
-
-
 def assert_summary_and_no_leftovers(result: pytest.RunResult, engine: Engine, report: dict[str, Any]) -> None:
     result.stdout.fnmatch_lines(["*= ProgramBench =*", "mean score * over 1 item(s)*"])
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     assert engine.labelled({LABEL_RUN: report["run_id"]}) == []
-
-
-def running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_lying_agent_cannot_break_the_summary_or_a_resume(

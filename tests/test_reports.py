@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CreationWatch, clone_selftest
+from conftest import CreationWatch, clone_selftest, wait_for
 from junitparser import JUnitXml, Properties, Property
 
 from pytest_programbench import selftest
@@ -211,16 +211,6 @@ def test_replay_reports_and_attempts(pytester: pytest.Pytester, clones: dict[str
     assert summary["pass@2"] == 0.5
     for attempt in (1, 2):
         assert (out / f"attempt-{attempt}" / ids["half"] / f"{ids['half']}.eval.json").is_file()
-
-
-def wait_for(path: Path, pattern: str, timeout: float = 120) -> None:
-    """Wait until a line of ``path`` matches the regular expression ``pattern``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and re.search(pattern, path.read_text(), re.MULTILINE):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{pattern!r} never matched a line of {path}")
 
 
 def agent_started(instance_id: str) -> str:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from pytest_programbench import selftest
 
@@ -26,13 +25,6 @@ def pb_outcome(pb_instance):
         time.sleep(0.05)
     return Outcome.from_score(pb_instance, score=1.0, n_resolved=1, n_tests=1)
 """
-
-
-def wait_for(path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
 
 
 def test_a_second_session_on_a_run_directory_is_refused_naming_the_holder(pytester: pytest.Pytester) -> None:
