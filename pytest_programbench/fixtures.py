@@ -333,6 +333,7 @@ def pb_outcome(
     eval_json = eval_json_path(pb_instance_dir, pb_instance.instance_id)
     if plan.action == resume.REUSE:
         outcome = resume.reused(summarise_existing(pb_instance, eval_json, task=pb_task), plan.previous)
+        outcome = replace(outcome, rescore_reason=plan.reason)  # "": ours; else an official eval.json
         resume.mark_scored(pb_instance_dir, outcome, source)  # the summary may have rewritten eval.json
         progress(f"reused: score {outcome.score:.2f} from {pb_instance_dir}", milestone=True)
         return _counted(outcome, pb_settings)

@@ -23,6 +23,7 @@ from pytest_programbench.keys import SELECTION_KEY, SETTINGS_KEY
 
 if TYPE_CHECKING:
     from pytest_programbench.model import Instance
+    from pytest_programbench.settings import Settings
 
 COLLECTOR_NAME = "programbench"
 
@@ -47,6 +48,23 @@ def nodeid_of(inst: Instance) -> str:
 def make_collector(session: pytest.Session) -> ProgramBenchCollector:
     path = session.config.rootpath / COLLECTOR_NAME
     return ProgramBenchCollector.from_parent(session, path=path, name=COLLECTOR_NAME, nodeid=COLLECTOR_NAME)
+
+
+def select_items(
+    collected: list[pytest.Item], ours: list[pytest.Item], settings: Settings
+) -> tuple[list[pytest.Item], list[pytest.Item]]:
+    """What a ProgramBench session runs, and what it deselects.
+
+    Other tests pytest collected (a project's own tests) are deselected unless
+    ``--pb-keep-other-tests``; with instance node ids as arguments, only those instances run.
+    """
+    dropped = [] if settings.keep_other_tests else list(collected)
+    kept = list(collected) if settings.keep_other_tests else []
+    wanted = {i for i in settings.node_ids if i}
+    for item in ours:
+        param = getattr(getattr(item, "callspec", None), "id", "")
+        (kept if not wanted or param in wanted else dropped).append(item)
+    return kept, dropped
 
 
 def marks_for(inst: Instance) -> list[Any]:

@@ -64,7 +64,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    settings = _settings.resolve(config)
+    settings = _settings.resolve(config, _take_node_ids(config))
     config.stash[SETTINGS_KEY] = settings
     if not settings.active:
         return
@@ -79,9 +79,7 @@ def pytest_configure(config: pytest.Config) -> None:
     run_id = workerinput["pb_run_id"] if workerinput else _new_run_id()
     config.stash[RUN_ID_KEY] = run_id
     config.stash[RUN_DIR_KEY] = (
-        Path(settings.output_dir)
-        if settings.output_dir
-        else config.rootpath / ".programbench" / "runs" / run_id
+        Path(settings.output_dir) if settings.output_dir else _settings.home(config) / "runs" / run_id
     )
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(), "programbench-xdist")
@@ -103,6 +101,7 @@ def pytest_configure(config: pytest.Config) -> None:
             threshold=settings.threshold,
             integrity=settings.integrity,
             instances={nodeid_of(i): i for i in config.stash[SELECTION_KEY].instances},
+            run_dir=config.stash[RUN_DIR_KEY],
         )
         config.pluginmanager.register(collector, "programbench-results")
         if not settings.keep:  # replay starts scoring containers too
@@ -115,6 +114,21 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     for name in (*_settings.LANGUAGES, *_settings.DIFFICULTIES):
         config.addinivalue_line("markers", f"{name}: ProgramBench instances that are {name}")
+
+
+def _take_node_ids(config: pytest.Config) -> list[str]:
+    """Take instance node ids (``programbench::instance[ID]``) out of the arguments pytest collects.
+
+    pytest would look for a file named ``programbench``; the plugin selects those items
+    instead. xdist workers get the original arguments and do the same.
+    """
+    taken = []
+    for arg in list(config.args):
+        param = _settings.parse_node_id(arg)
+        if param is not None:
+            taken.append(param)
+            config.args.remove(arg)
+    return taken
 
 
 def _stop_on_sigterm() -> None:
@@ -178,7 +192,40 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     from pytest_programbench.reporting import header_lines
 
-    return header_lines(config.stash[SETTINGS_KEY], config.stash[SELECTION_KEY])
+    run_dir = config.stash[RUN_DIR_KEY]
+    return [
+        *header_lines(config.stash[SETTINGS_KEY], config.stash[SELECTION_KEY]),
+        f"programbench: run directory {run_dir} (follow it: tail -f {run_dir / 'progress.log'})",
+    ]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Find the session's own problems once, before any container starts (controller only)."""
+    config = session.config
+    settings = config.stash[SETTINGS_KEY]
+    if not settings.active or hasattr(config, "workerinput") or config.option.collectonly:
+        return
+    if not config.stash[SELECTION_KEY].instances:
+        return
+    from pytest_programbench import preflight
+
+    preflight.run(config, settings)
+    if not settings.output_dir:
+        _point_latest_at(config.stash[RUN_DIR_KEY])
+
+
+def _point_latest_at(run_dir: Path) -> None:
+    """``.programbench/runs/latest`` -> the newest generated run directory (replaced atomically)."""
+    import contextlib
+    import os
+
+    with contextlib.suppress(OSError):  # a convenience: never a reason to fail a run
+        run_dir.mkdir(parents=True, exist_ok=True)
+        temporary = run_dir.parent / f".latest-{os.getpid()}"
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(run_dir.name)
+        temporary.replace(run_dir.parent / "latest")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -186,11 +233,16 @@ def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     # tryfirst: our items must exist before -k/-m deselection and --lf filtering run.
-    if not config.stash[SETTINGS_KEY].active or not config.stash[SELECTION_KEY].instances:
+    settings = config.stash[SETTINGS_KEY]
+    if not settings.active:
         return
-    from pytest_programbench.items import make_collector
+    from pytest_programbench.items import make_collector, select_items
 
-    items.extend(session.genitems(make_collector(session)))
+    ours = list(session.genitems(make_collector(session))) if config.stash[SELECTION_KEY].instances else []
+    kept, dropped = select_items(items, ours, settings)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    items[:] = kept
 
 
 @pytest.hookimpl(trylast=True)
@@ -208,7 +260,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         from pytest_programbench.results import record
 
         record(item, report, call)
+        _shorten_harness_error(item, report, call)
     return report
+
+
+def _shorten_harness_error(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None]) -> None:
+    """A harness error shows its cause and remedy, not ~60 lines of fixture source (``--tb=long`` does)."""
+    from pytest_programbench.errors import ProgramBenchError
+
+    if not report.failed or call.excinfo is None or item.config.option.tbstyle in ("long", "native"):
+        return
+    if call.excinfo.errisinstance(ProgramBenchError):
+        # "value": the exception's text alone, as pytest shows pytest.fail(..., pytrace=False).
+        report.longrepr = call.excinfo.getrepr(style="value")
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:

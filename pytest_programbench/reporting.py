@@ -76,12 +76,14 @@ def summary_lines(
     if not rows:
         return []
     rows = sorted(rows, key=lambda r: (r["instance_id"], r["attempt"]))
-    width = max(len(_label(r)) for r in rows)
+    not_run = [r for r in rows if r["outcome"] == "not_run"]
+    shown = [r for r in rows if r["outcome"] != "not_run"]
+    width = max(len(_label(r)) for r in shown or rows)
     out = [
         f"{'instance':<{width}}  {'lang':<7} {'diff':<7} {'score':>5} {'passed':>9}  {'steps':>5} "
         f"{'cost':>7} {'time':>7}  outcome"
     ]
-    for r in rows:
+    for r in shown:
         error = r["outcome"] == "error"
         passed = "-" if error else f"{r['n_resolved']}/{r['n_tests']}"
         score = "-" if error else f"{r['score']:.2f}"
@@ -92,6 +94,8 @@ def summary_lines(
         resumed = _resume_note(r)
         if resumed:
             note = resumed + (f"; {note}" if note else "")
+        if r.get("session"):
+            note = f"{SESSION_NOTES[r['session']]}" + (f"; {note}" if note else "")
         out.append(
             f"{_label(r):<{width}}  {r['language']:<7} {r['difficulty']:<7} {score:>5} {passed:>9}  "
             f"{steps:>5} {cost:>7} {_duration(seconds) if seconds else '':>7}  {r['outcome']}"
@@ -106,11 +110,38 @@ def summary_lines(
         f"{summary[c]} {c}" for c in OUTCOMES if summary[c]
     )
     out.append(line)
+    out.extend(_coverage_lines(summary, not_run))
     out.extend(_resume_lines(rows, summary))
     errors = [r for r in rows if r["outcome"] == "error"]
     if errors:
         out.append("errors count as score 0 in the mean (the official rule); their causes:")
         out.extend(f"  {_label(r)}: {r.get('message') or r.get('error_code')}" for r in errors)
+    return out
+
+
+#: A row's "session" when its verdict is not this session's: where it came from.
+SESSION_NOTES = {
+    "earlier": "from an earlier session",
+    "official": "from an official eval.json",
+}
+
+
+def _coverage_lines(summary: dict[str, Any], not_run: list[dict[str, Any]]) -> list[str]:
+    """Which rule the mean uses, what came from earlier sessions, and what has not run."""
+    out = ["the mean counts every selected item; errors and items not run count 0 (the leaderboard's rule)"]
+    if summary["earlier"] or summary["official"]:
+        out.append(
+            f"merged from the run directory: {summary['earlier']} verdict(s) of earlier sessions, "
+            f"{summary['official']} from official eval.json files"
+        )
+    if not_run:
+        out.append(
+            f"{len(not_run)} selected item(s) not run (no verdict yet; rerun with the same --pb-output "
+            f"to add them): {_some(tuple(_label(r) for r in not_run), 10)}"
+        )
+        if summary["n_ran"]:
+            ran = summary["n_ran"]
+            out.append(f"mean over the {ran} item(s) with a verdict: {summary['mean_score_ran']:.3f}")
     return out
 
 
@@ -135,7 +166,7 @@ def _integrity_lines(rows: list[dict[str, Any]], integrity: str) -> list[str]:
 
 def _resume_note(row: dict[str, Any]) -> str:
     if row.get("reused"):
-        return "reused"
+        return "reused" + (f" ({row['rescore_reason']})" if row.get("rescore_reason") else "")
     if row.get("rescored") == "part":
         return "re-scored branches " + ", ".join(row.get("rescored_branches") or [])
     if row.get("rescored") == "full":
@@ -224,8 +255,8 @@ def _aggregate_lines(summary: dict[str, Any]) -> list[str]:
     return out
 
 
-#: Every value of a row's "outcome": the score categories, then harness errors.
-OUTCOMES = ("resolved", "almost", "partial", "zero", "error")
+#: Every value of a row's "outcome": the score categories, harness errors, selected but not run.
+OUTCOMES = ("resolved", "almost", "partial", "zero", "error", "not_run")
 
 
 def totals(
@@ -236,6 +267,7 @@ def totals(
     Under strict integrity a flagged row already carries score 0 (its official score beside).
     """
     n = len(rows)
+    ran = [r for r in rows if r["outcome"] != "not_run"]
     stats = per_instance(rows, threshold)
     attempts = max((r["attempt"] for r in rows), default=1)
     summary: dict[str, Any] = {
@@ -243,6 +275,11 @@ def totals(
         "n_instances": len(stats),
         "mean_score": sum(r["score"] for r in rows) / n if n else 0.0,
         "errors_count_as": 0.0,
+        "mean_rule": "every selected item counts; errors and items not run count 0",
+        "n_ran": len(ran),
+        "mean_score_ran": sum(r["score"] for r in ran) / len(ran) if ran else 0.0,
+        "earlier": sum(r.get("session") == "earlier" for r in rows),
+        "official": sum(r.get("session") == "official" for r in rows),
         **{c: sum(r["outcome"] == c for r in rows) for c in OUTCOMES},
         "reused": sum(bool(r.get("reused")) for r in rows),
         "flagged": sum(bool(r.get("findings")) for r in rows),

@@ -65,15 +65,8 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
     base = base_row(inst)
     outcome = item.funcargs.get("pb_outcome") if hasattr(item, "funcargs") else None
     if report.when == "call" and isinstance(outcome, Outcome):
-        data = {**base, **outcome.to_dict(), "outcome": outcome.category}
-        threshold = item.config.stash[SETTINGS_KEY].threshold
-        if outcome.score < threshold:
-            data["reason"] = outcome.failure_reason(threshold)
+        data = verdict_row(inst, outcome, item.config.stash[SETTINGS_KEY].threshold)
         if outcome.findings:
-            from pytest_programbench.integrity import describe
-
-            data["integrity"] = describe(outcome.findings, limit=len(outcome.findings))
-            data.setdefault("reason", f"integrity: {describe(outcome.findings)}")
             report.sections.append(("ProgramBench integrity", data["integrity"].replace("; ", "\n")))
     elif report.failed and report.when in ("setup", "call"):
         exc = call.excinfo.value if call.excinfo is not None else None
@@ -99,6 +92,24 @@ def base_row(inst: Instance) -> dict[str, Any]:
         "language": inst.language,
         "difficulty": inst.difficulty,
     }
+
+
+def verdict_row(inst: Instance, outcome: Outcome, threshold: float) -> dict[str, Any]:
+    """The row of a scored item: the outcome's fields, its category as "outcome", why it failed."""
+    data = {**base_row(inst), **outcome.to_dict(), "outcome": outcome.category}
+    if outcome.score < threshold:
+        data["reason"] = outcome.failure_reason(threshold)
+    if outcome.findings:
+        from pytest_programbench.integrity import describe
+
+        data["integrity"] = describe(outcome.findings, limit=len(outcome.findings))
+        data.setdefault("reason", f"integrity: {describe(outcome.findings)}")
+    return data
+
+
+def not_run_row(base: dict[str, Any], cause: str) -> dict[str, Any]:
+    """A selected item with no verdict in this session or the run directory: counts 0 in the mean."""
+    return {**error_row(base, "not_run", cause), "outcome": "not_run"}
 
 
 def error_row(base: dict[str, Any], code: str, message: str) -> dict[str, Any]:
@@ -142,6 +153,7 @@ class Collector:
         threshold: float = 1.0,
         integrity: str = "report",
         instances: dict[str, Instance] | None = None,
+        run_dir: Path | None = None,
     ) -> None:
         self.rows: dict[tuple[str, int], dict[str, Any]] = {}
         self.report_path = report_path
@@ -151,15 +163,20 @@ class Collector:
         #: Every instance item by node id, and the node ids this session selected to run.
         self.instances = instances or {}
         self.expected: set[str] = set()
+        self.collected = False  # False when the session ended before collection (a preflight error)
+        #: Where earlier sessions' verdicts are, for the selected instances this session did not run.
+        self.run_dir = run_dir
         self._written = 0.0
         self.write_failure = ""  # why the last --pb-report write failed; the run goes on regardless
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collected = not session.config.option.collectonly
         self.expected.update(item.nodeid for item in session.items if item.nodeid in self.instances)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         # Under xdist the controller collects nothing; each worker reports what it selected.
+        self.collected = True
         self.expected.update(i for i in ids if i in self.instances)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -195,16 +212,36 @@ class Collector:
         self.write_report()
 
     def add_missing(self, *, interrupted: bool) -> None:
-        """Count every selected instance: one that never got a verdict is an error row (score 0)."""
-        cause = (
-            "the session was interrupted before this instance finished"
-            if interrupted
-            else "the session ended before this instance ran (-x/--maxfail, or a crash)"
-        )
-        for nodeid in sorted(self.expected):
-            inst = self.instances[nodeid]
-            if (inst.instance_id, inst.attempt) not in self.rows:
-                self.rows[(inst.instance_id, inst.attempt)] = error_row(base_row(inst), "not_run", cause)
+        """Count every selected instance, so the summary covers the whole run directory.
+
+        An instance this session gave no verdict takes the one an earlier session (or the
+        official tools) left in the run directory, marked as such; failing that it is a
+        "not run" row that counts 0 in the mean, as the leaderboard counts an unattempted task.
+        """
+        if not self.collected:
+            return
+        from pytest_programbench.resume import earlier_verdict
+
+        if interrupted:
+            cause = "the session was interrupted before this instance finished"
+        else:
+            cause = "the session ended before this instance ran (-x/--maxfail, or a crash)"
+        for nodeid, inst in sorted(self.instances.items()):
+            key = (inst.instance_id, inst.attempt)
+            if key in self.rows:
+                continue
+            found = earlier_verdict(inst, self.run_dir / inst.rel_dir) if self.run_dir else None
+            if found is not None:
+                outcome, source = found
+                if self.integrity == "strict":
+                    outcome = outcome.counted_strictly()
+                self.rows[key] = {**verdict_row(inst, outcome, self.threshold), "session": source}
+            elif nodeid in self.expected:
+                self.rows[key] = not_run_row(base_row(inst), cause)
+            else:
+                self.rows[key] = not_run_row(
+                    base_row(inst), "not selected in this session (-k, -m, --lf or node ids), no verdict yet"
+                )
 
     def suite_properties(self) -> list[tuple[str, object]]:
         from pytest_programbench.reporting import OUTCOMES, totals
@@ -236,7 +273,11 @@ class Collector:
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         from pytest_programbench.reporting import summary_lines
 
+        if not self.collected:
+            return
         lines = summary_lines(list(self.rows.values()), threshold=self.threshold, integrity=self.integrity)
+        if self.run_dir is not None and lines:
+            lines.append(f"run directory: {self.run_dir}")
         if self.write_failure:
             lines.append(
                 f"warning: --pb-report {self.report_path} could not be written: {self.write_failure}"

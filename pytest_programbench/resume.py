@@ -86,12 +86,14 @@ def mark_scored(instance_dir: Path, outcome: Outcome, source: Path | None) -> No
     """Vouch for ``<id>.eval.json`` as it is now, and for the submission it scored."""
     from pytest_programbench.scoring import eval_json_path
 
+    archive = instance_dir / ARCHIVE_NAME
     files.write_text(
         instance_dir / DONE_MARKER,
         json.dumps(
             {
                 "outcome": outcome.to_dict(),
-                "submission_sha256": sha256(instance_dir / ARCHIVE_NAME),
+                # None: an official run directory scored without its archive beside it.
+                "submission_sha256": sha256(archive) if archive.is_file() else None,
                 "source_sha256": sha256(source) if source is not None else None,
                 "eval_sha256": sha256(eval_json_path(instance_dir, outcome.instance_id)),
             },
@@ -115,7 +117,7 @@ def plan(
         return Plan(FULL, "--pb-force")
     data = _read(instance_dir / DONE_MARKER)
     if data is None:
-        return Plan(FULL, "no marker of ours vouches for its eval.json")
+        return _plan_official(eval_json, task)
     archive = instance_dir / ARCHIVE_NAME
     submission = sha256(archive) if archive.is_file() else ""
     # Replay: the archive to score may have changed since it was copied here.
@@ -141,6 +143,59 @@ def plan(
         return Plan(PART, branches=tuple(branches), submission_sha256=submission, previous=previous)
     why = f"error_code {existing.error_code}" if existing.error_code else "no tested branch"
     return Plan(FULL, f"its eval.json has {why}", previous=previous)
+
+
+def _plan_official(eval_json: Path, task: dict[str, Any]) -> Plan:
+    """An eval.json without our marker: the official tools' (``programbench eval``), or unknown.
+
+    Treated as that tool treats its own run directory without ``--force``: complete, it is
+    summarised and reused; otherwise scored again in full (``--pb-force`` always scores).
+    """
+    from programbench.eval.eval import EvaluationResult
+
+    from pytest_programbench.scoring import branches_to_rescore
+
+    try:
+        existing = EvaluationResult.model_validate_json(eval_json.read_text())
+        branches = branches_to_rescore(eval_json, task)
+    except (OSError, ValueError):
+        return Plan(FULL, "no marker of ours vouches for its eval.json, and it is unreadable")
+    if existing.test_branches and not branches:
+        return Plan(REUSE, OFFICIAL)
+    return Plan(FULL, "no marker of ours vouches for its eval.json, and it is incomplete")
+
+
+#: Plan.reason of a reused eval.json that the official tools wrote (no marker of ours).
+OFFICIAL = "an official eval.json (no marker of ours)"
+
+
+def earlier_verdict(instance: Instance, instance_dir: Path) -> tuple[Outcome, str] | None:
+    """The verdict an instance has in the run directory, for a session that did not run it.
+
+    ``(outcome, "earlier")`` from our marker when it still vouches for eval.json;
+    ``(outcome, "official")`` summarised read-only from an eval.json the official tools
+    wrote; None when there is neither (or the marker no longer matches).
+    """
+    from pytest_programbench.scoring import eval_json_path, summarise_existing
+    from pytest_programbench.tasks import load_tests
+
+    eval_json = eval_json_path(instance_dir, instance.instance_id)
+    if not eval_json.is_file():
+        return None
+    data = _read(instance_dir / DONE_MARKER)
+    if data is not None:
+        recorded = data.get("outcome")
+        if not isinstance(recorded, dict) or data.get("eval_sha256") != sha256(eval_json):
+            return None
+        names = {f.name for f in fields(Outcome)}
+        try:
+            return Outcome(**{k: v for k, v in recorded.items() if k in names}), "earlier"
+        except TypeError:
+            return None
+    try:
+        return summarise_existing(instance, eval_json, task=load_tests(instance), rewrite=False), "official"
+    except Exception:  # a summary must not fail on one unreadable file
+        return None
 
 
 def reused(outcome: Outcome, previous: dict[str, Any]) -> Outcome:

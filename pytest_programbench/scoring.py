@@ -178,12 +178,15 @@ def merge_like_eval_batch(
     )
 
 
-def summarise_existing(instance: Instance, eval_json: Path, *, task: dict[str, Any]) -> Outcome:
+def summarise_existing(
+    instance: Instance, eval_json: Path, *, task: dict[str, Any], rewrite: bool = True
+) -> Outcome:
     """Score an eval.json ``programbench eval`` would skip, the way it does.
 
     eval_batch's ``_summary_from_existing`` re-derives the result from the JUnit XML in
     its log (with the current tests.json) and rewrites eval.json when it can; it runs
-    on a copy here so the rewrite replaces the file whole or not at all.
+    on a copy here so the rewrite replaces the file whole or not at all (or, with
+    ``rewrite=False``, not at all: a summary that only reads).
     """
     from programbench.eval.eval_batch import _summary_from_existing
     from programbench.utils.load_data import get_active_branches, get_ignored_branches, get_ignored_tests
@@ -200,7 +203,7 @@ def summarise_existing(instance: Instance, eval_json: Path, *, task: dict[str, A
             tests_by_branch=_tests_by_branch(task, active),
             ignored_branches=get_ignored_branches(task),
         )
-        if copy.read_bytes() != eval_json.read_bytes():
+        if rewrite and copy.read_bytes() != eval_json.read_bytes():
             copy.replace(eval_json)
     finally:
         copy.unlink(missing_ok=True)

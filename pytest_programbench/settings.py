@@ -114,14 +114,16 @@ OTHER_OPTIONS = (
     ),
     Option(
         "--pb-blob-dir",
-        "Hidden-test archives DIR/<id>/tests/<branch>.tar.gz; default: download from Hugging Face "
-        "(PROGRAMBENCH_HF_REPO/REVISION, HF_TOKEN, HF_HUB_OFFLINE honoured)",
+        "Hidden-test archives DIR/<id>/tests/<branch>.tar.gz; default: $PROGRAMBENCH_BLOB_DIR when set "
+        "(as programbench reads it), else download from Hugging Face (PROGRAMBENCH_HF_REPO/REVISION, "
+        "HF_TOKEN, HF_HUB_OFFLINE honoured)",
         "path",
         metavar="DIR",
     ),
     Option(
         "--pb-output",
-        "Run directory (programbench eval/info layout). Default: .programbench/runs/<run id>",
+        "Run directory (programbench eval/info layout). Default: .programbench/runs/<run id> in the "
+        "directory pytest starts in (.programbench/runs/latest points at the newest)",
         "outdir",
         metavar="DIR",
     ),
@@ -216,6 +218,11 @@ OTHER_OPTIONS = (
     ),
     Option("--pb-keep", "Keep agent containers after their item, for debugging", "bool"),
     Option(
+        "--pb-keep-other-tests",
+        "Also run the other tests pytest collects (by default a ProgramBench session deselects them)",
+        "bool",
+    ),
+    Option(
         "--pb-cleanup",
         "Remove containers left behind by sessions that are no longer running, then exit",
         "bool",
@@ -267,6 +274,8 @@ class Settings:
     max_submission: int = 1 << 30  # bytes, packed
     disk: int = 0  # bytes of the agent container's writable layer; 0: unlimited
     keep: bool = False
+    keep_other_tests: bool = False  # run the non-ProgramBench tests pytest collected too
+    node_ids: tuple[str, ...] = ()  # parameter ids of instance node ids given as arguments
     force: bool = False  # re-score everything (agents' packed submissions are reused)
     force_agent: bool = False  # rerun agents too; implies force
     branch_workers: int = 1  # programbench eval --branch-workers
@@ -455,11 +464,40 @@ def _resolve_path(value: str, config: pytest.Config, where: str, *, must_exist: 
     return str(path)
 
 
+def home(config: pytest.Config) -> Path:
+    """Where generated run directories and the self-test's files go: ``.programbench`` in the
+    directory pytest starts in.
+
+    Not the rootdir: pytest picks that before plugins add their options, so a path
+    option written with a space (``--pb-submissions /abs/dir``) can move it.
+    """
+    return Path(config.invocation_params.dir) / ".programbench"
+
+
+def parse_node_id(arg: str) -> str | None:
+    """The parameter id of an instance node id such as ``programbench::instance[ID]``; None if not one.
+
+    Also accepts what pytest prints when the rootdir is elsewhere (``../programbench::...``), the
+    collector alone (``programbench``: "" meaning all selected instances), and ignores a path that
+    really exists.
+    """
+    match = re.fullmatch(r"(?:.*/)?programbench(?:::instance(?:\[(.+)\])?)?", arg)
+    if match is None or Path(arg.split("::", 1)[0]).exists():
+        return None
+    return match.group(1) or ""
+
+
+def instance_pattern_of(node_ids: Sequence[str]) -> str:
+    """A ``--pb-instance`` pattern matching exactly the instances of these parameter ids."""
+    ids = sorted({re.sub(r"-attempt\d+$", "", i) for i in node_ids if i})
+    return "(" + "|".join(re.escape(i) for i in ids) + ")$" if ids else ".*"
+
+
 def _selftest_inputs(config: pytest.Config) -> dict[str, Any]:
-    """The self-test task and its hidden tests (written under the rootdir); its agent is scripted."""
+    """The self-test task and its hidden tests (written under home()); its agent is scripted."""
     from pytest_programbench import selftest
 
-    root = config.rootpath / ".programbench" / "selftest"
+    root = home(config) / "selftest"
     return {
         "selftest": True,
         "tasks_dir": str(selftest.tasks_dir()),
@@ -467,10 +505,14 @@ def _selftest_inputs(config: pytest.Config) -> dict[str, Any]:
     }
 
 
-def resolve(config: pytest.Config) -> Settings:
-    """Build the session's settings; raises pytest.UsageError on any bad value."""
+def resolve(config: pytest.Config, node_ids: Sequence[str] = ()) -> Settings:
+    """Build the session's settings; raises pytest.UsageError on any bad value.
+
+    ``node_ids``: parameter ids of instance node ids pasted as arguments; they select
+    the plugin (and, alone, those instances) like a selection option.
+    """
     raw = {opt.dest: _raw(config, opt) for opt in ALL_OPTIONS}
-    active = any(raw[opt.dest][0] is not None for opt in SELECTION_OPTIONS)
+    active = bool(node_ids) or any(raw[opt.dest][0] is not None for opt in SELECTION_OPTIONS)
     if not active:
         if config.getoption("pb_agent") is not None:
             raise pytest.UsageError(
@@ -485,7 +527,9 @@ def resolve(config: pytest.Config) -> Settings:
     def where(dest: str) -> str:
         return raw[dest][1]
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"node_ids": tuple(node_ids)}
+    if node_ids and not any(raw[opt.dest][0] is not None for opt in SELECTION_OPTIONS):
+        kwargs["instance_pattern"] = instance_pattern_of(node_ids)
     if value("pb_language") is not None:
         kwargs["languages"] = parse_languages(value("pb_language"), where("pb_language"))
     if value("pb_difficulty") is not None:
@@ -540,7 +584,11 @@ def resolve(config: pytest.Config) -> Settings:
     for dest in ("pb_max_submission", "pb_disk"):
         if value(dest) is not None:
             kwargs[dest[3:]] = parse_bytes(value(dest), where(dest))
-    for dest in ("pb_network", "pb_keep", "pb_force", "pb_force_agent"):
+    if "blob_dir" not in kwargs and os.environ.get("PROGRAMBENCH_BLOB_DIR"):
+        kwargs["blob_dir"] = _resolve_path(
+            os.environ["PROGRAMBENCH_BLOB_DIR"], config, "environment variable PROGRAMBENCH_BLOB_DIR"
+        )
+    for dest in ("pb_network", "pb_keep", "pb_keep_other_tests", "pb_force", "pb_force_agent"):
         if value(dest):
             kwargs[dest[3:]] = True
     if kwargs.get("force_agent"):
