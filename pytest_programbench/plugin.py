@@ -104,6 +104,10 @@ def pytest_configure(config: pytest.Config) -> None:
             run_dir=config.stash[RUN_DIR_KEY],
         )
         config.pluginmanager.register(collector, "programbench-results")
+        if config.get_verbosity() >= 0 and not config.option.collectonly:
+            from pytest_programbench.progress import Overall
+
+            config.pluginmanager.register(Overall(config), "programbench-progress")
         if not settings.keep:  # replay starts scoring containers too
             from pytest_programbench.sandbox import LeftoverSweep
 

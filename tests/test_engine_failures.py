@@ -162,7 +162,7 @@ def test_sigterm_while_scoring_stops_like_ctrl_c_and_removes_everything(
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, output
     assert "= ProgramBench =" in output, output
     row = only_row(out)
-    assert (row["outcome"], row["error_code"]) == ("error", "not_run")
+    assert (row["outcome"], row["error_code"]) == ("not_run", "not_run")
     run_id = json.loads((out / "report.json").read_text())["run_id"]
     assert labelled(engine.host, run_id) == {"containers": [], "images": []}
     # The evaluator's committed image is gone too (the evaluator's own finally, or our sweep).

@@ -253,7 +253,7 @@ def test_an_interrupted_run_resumes_without_redoing_finished_work(
     rows = rows_of(out)
     assert sorted(rows) == sorted(ids.values())
     # The instance cut short is counted: an error with its cause, never silently dropped.
-    assert (rows[ids["slow"]]["outcome"], rows[ids["slow"]]["error_code"]) == ("error", "not_run")
+    assert (rows[ids["slow"]]["outcome"], rows[ids["slow"]]["error_code"]) == ("not_run", "not_run")
     assert "interrupted" in rows[ids["slow"]]["message"]
     assert not (out / ids["slow"] / "programbench.json").exists()
     assert engine.labelled({LABEL_RUN: json.loads((out / "report.json").read_text())["run_id"]}) == []
