@@ -64,7 +64,7 @@ def pb_shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory every xdist worker of this session shares (locks, markers)."""
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    path = shared / "programbench"
+    path = shared / "programbench-shared"
     path.mkdir(exist_ok=True)
     return path
 

@@ -5,15 +5,16 @@ function :func:`instance` parametrized with one :class:`Instance`, so node ids r
 ``programbench::instance[sharkdp__hexyl.5e8a3d6]`` and everything pytest does with
 parametrized tests (``-k``, ``-m``, ``--lf``, xdist's same-list check) just works.
 
-The collector's path is a virtual ``<rootdir>/programbench``: pytest routes hooks to
-a node through the conftest files of its path's directories, so a path under the
-rootdir is what lets a user's conftest.py hooks see these items.
+The collector's path is a virtual ``programbench`` in the directory pytest starts in:
+pytest routes hooks to a node through the conftest files of its path's directories, so
+that path is what lets the user's conftest.py hooks see these items.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +47,9 @@ def nodeid_of(inst: Instance) -> str:
 
 
 def make_collector(session: pytest.Session) -> ProgramBenchCollector:
-    path = session.config.rootpath / COLLECTOR_NAME
+    # Where pytest was started, not the rootdir: a path option written with a space can move the
+    # rootdir elsewhere, and then the conftest.py next to the user would not see these items.
+    path = Path(session.config.invocation_params.dir) / COLLECTOR_NAME
     return ProgramBenchCollector.from_parent(session, path=path, name=COLLECTOR_NAME, nodeid=COLLECTOR_NAME)
 
 

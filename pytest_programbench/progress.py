@@ -122,7 +122,9 @@ class Overall:
         self.finished.append(time.monotonic() - self.started.pop(report.nodeid))
         terminal = self.config.pluginmanager.getplugin("terminalreporter")
         if terminal is not None:
-            terminal.ensure_newline()
+            # xdist writes its status letters without telling the reporter a line is open.
+            if terminal._tw.width_of_current_line:  # private: the one way to know the cursor column
+                terminal._tw.line()
             terminal.write_line(f"programbench: {self.line()}")
 
     def line(self) -> str:

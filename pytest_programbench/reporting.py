@@ -102,6 +102,7 @@ def summary_lines(
             + (f"  ({note})" if note else "")
         )
     summary = totals(rows, threshold=threshold, integrity=integrity)
+    out.extend(_rerun_lines(shown, threshold))
     out.extend(_integrity_lines(rows, integrity))
     if "per_instance" in summary:  # more than one attempt
         out.extend(_attempt_lines(summary["per_instance"]))
@@ -117,6 +118,18 @@ def summary_lines(
         out.append("errors count as score 0 in the mean (the official rule); their causes:")
         out.extend(f"  {_label(r)}: {r.get('message') or r.get('error_code')}" for r in errors)
     return out
+
+
+def _rerun_lines(rows: list[dict[str, Any]], threshold: float) -> list[str]:
+    """Node ids of this session's items that did not pass, ready to paste back as arguments."""
+    failed = [
+        r["node_id"]
+        for r in rows
+        if r.get("node_id") and not r.get("session") and (r["outcome"] == "error" or r["score"] < threshold)
+    ]
+    if not failed:
+        return []
+    return [f"did not pass (paste a node id to rerun that item, or use --lf): {_some(tuple(failed), 10)}"]
 
 
 #: A row's "session" when its verdict is not this session's: where it came from.

@@ -86,7 +86,10 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
 
 
 def base_row(inst: Instance) -> dict[str, Any]:
+    from pytest_programbench.items import nodeid_of
+
     return {
+        "node_id": nodeid_of(inst),
         "instance_id": inst.instance_id,
         "attempt": inst.attempt,
         "language": inst.language,

@@ -477,14 +477,14 @@ def home(config: pytest.Config) -> Path:
 def parse_node_id(arg: str) -> str | None:
     """The parameter id of an instance node id such as ``programbench::instance[ID]``; None if not one.
 
-    Also accepts what pytest prints when the rootdir is elsewhere (``../programbench::...``), the
-    collector alone (``programbench``: "" meaning all selected instances), and ignores a path that
-    really exists.
+    Also accepts what pytest prints when the rootdir is elsewhere (``../programbench::...``) and
+    the collector alone (``programbench``: "" meaning all selected instances) unless a file or
+    directory of that name exists (a ``::`` part cannot name anything in a directory).
     """
-    match = re.fullmatch(r"(?:.*/)?programbench(?:::instance(?:\[(.+)\])?)?", arg)
-    if match is None or Path(arg.split("::", 1)[0]).exists():
+    match = re.fullmatch(r"(?:.*/)?programbench(::instance(?:\[(.+)\])?)?", arg)
+    if match is None or (not match.group(1) and Path(arg).exists()):
         return None
-    return match.group(1) or ""
+    return match.group(2) or ""
 
 
 def instance_pattern_of(node_ids: Sequence[str]) -> str:

@@ -75,5 +75,8 @@ def test_verdicts_merged_from_the_run_directory_are_marked_and_counted() -> None
     rows = [row("a", session="earlier"), row("b", session="official"), row("c")]
     lines = summary_lines(rows)
     assert "(from an earlier session)" in lines[1] and "(from an official eval.json)" in lines[2]
-    assert "merged from the run directory: 1 verdict(s) of earlier sessions, 1 from official eval.json files" in lines
+    assert (
+        "merged from the run directory: 1 verdict(s) of earlier sessions, 1 from official eval.json files"
+        in lines
+    )
     assert (totals(rows)["earlier"], totals(rows)["official"]) == (1, 1)
