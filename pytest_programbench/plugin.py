@@ -105,6 +105,9 @@ def pytest_configure(config: pytest.Config) -> None:
             instances={nodeid_of(i): i for i in config.stash[SELECTION_KEY].instances},
         )
         config.pluginmanager.register(collector, "programbench-results")
+        from pytest_programbench import html_report
+
+        html_report.register(config, config.stash[RUN_DIR_KEY], collector.instances)
         if not settings.keep:  # replay starts scoring containers too
             from pytest_programbench.sandbox import LeftoverSweep
 
