@@ -39,7 +39,7 @@ apt_install() {
         exit 1
     fi
     local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    [ "$(id -u)" -eq 0 ] || sudo="sudo -n"  # no password prompt: there is no stdin
     if [ -z "${_apt_updated:-}" ]; then act $sudo apt-get update -qq; _apt_updated=1; fi
     act $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
 }

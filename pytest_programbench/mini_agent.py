@@ -189,18 +189,21 @@ def retries_shown(model: Any, sandbox: Sandbox) -> Iterator[None]:
     """While the block runs, each retry of ``model``'s calls is a progress line of ``sandbox``.
 
     mini's model classes retry through their module's ``logger`` (one per module, not under
-    a common parent), so the handler goes on that logger.
+    a common parent); a subclass from elsewhere retries through its base's, so the handler
+    goes on the logger of every module in the class's ancestry.
     """
-    logger = getattr(sys.modules.get(type(model).__module__), "logger", None)
-    if not isinstance(logger, logging.Logger):
-        yield
-        return
+    modules = (sys.modules.get(cls.__module__) for cls in type(model).__mro__)
+    loggers = {
+        id(lg): lg for lg in (getattr(m, "logger", None) for m in modules) if isinstance(lg, logging.Logger)
+    }
     handler = _RetryProgress(sandbox)
-    logger.addHandler(handler)
+    for logger in loggers.values():
+        logger.addHandler(handler)
     try:
         yield
     finally:
-        logger.removeHandler(handler)
+        for logger in loggers.values():
+            logger.removeHandler(handler)
 
 
 class MiniSweAgent:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -291,3 +292,44 @@ def test_model_retries_are_progress_lines(monkeypatch: pytest.MonkeyPatch) -> No
     # The handler goes with the block.
     handlers = logging.getLogger("litellm_model").handlers
     assert not [h for h in handlers if type(h).__name__ == "_RetryProgress"]
+
+
+OVERLOADED_MODEL = """
+from minisweagent.models.litellm_model import LitellmModel
+
+
+class OverloadedModel(LitellmModel):
+    '''mini's real model class and retry loop; only the provider's answer is made up.'''
+
+    def _query(self, messages, **kwargs):
+        raise RuntimeError("the model is overloaded")
+"""
+
+
+def test_a_failing_model_shows_its_retries_in_the_progress_log(
+    pytester: pytest.Pytester,
+    selftest_image: str,
+    engine: Engine,
+    clean_model_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytester.makepyfile(overloaded_model=OVERLOADED_MODEL)
+    monkeypatch.setenv("MSWEA_MODEL_RETRY_STOP_AFTER_ATTEMPT", "2")  # one retry: mini waits 4 s first
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    config = write_yaml(
+        pytester.path / "overloaded.yaml",
+        {"model": {"model_class": "overloaded_model.OverloadedModel", "model_name": "anthropic/claude-x"}},
+    )
+    result, document = run_session(
+        pytester, "--pb-selftest", "--pb-agent=mini-swe-agent", f"--pb-agent-config={config}", "-n", "2"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    row = only_row(document)
+    assert (row["outcome"], row["error_code"]) == ("error", "agent_crashed"), row
+    assert "RuntimeError: the model is overloaded" in row["message"], row
+    log = (pytester.path / "run" / "progress.log").read_text()
+    retry = re.escape("model call failed (RuntimeError: the model is overloaded); retry 1 in ")
+    assert re.search(rf"{re.escape(INSTANCE)} \+\d+s {retry}\d+s$", log, re.MULTILINE), log
+    assert "retry 2" not in log, log
+    assert_no_container_left(engine, document)
