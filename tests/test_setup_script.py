@@ -127,3 +127,32 @@ def test_teardown_without_a_set_up_takes_nothing_back(tmp_path: Path) -> None:
     done = run("--teardown", str(tmp_path / "never-set-up"), env=dict(os.environ))
     assert done.returncode == 0, done.stderr
     assert "nothing to take back" in done.stdout
+
+
+FAILING_TEST = """
+from conftest import clone_selftest
+
+
+def test_clones_then_fails(engine, selftest_image, tmp_path):
+    from programbench.constants import image_name_from_instance_id
+
+    _, _, (iid,) = clone_selftest(engine, tmp_path, ["left-behind"])
+    with open("tag.txt", "w") as out:
+        out.write(f"{image_name_from_instance_id(iid)}:task_cleanroom_v6")
+    assert engine.image_exists(open("tag.txt").read())
+    raise AssertionError("this test fails after making a tag")
+"""
+
+
+def test_the_suite_removes_its_tags_when_a_test_fails(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, engine: Engine, selftest_image: str
+) -> None:
+    # The suite's own conftest as a plugin of an inner session whose test makes a clone tag, then fails.
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent))
+    pytester.makepyfile(test_inner=FAILING_TEST)
+    result = pytester.runpytest_subprocess("-p", "conftest", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    tag = (pytester.path / "tag.txt").read_text()
+    assert tag.startswith("programbench/pbselftest_1776_left-behind.5e1f7a0"), tag
+    assert not engine.image_exists(tag)
+    assert engine.image_exists(selftest_image)  # untagged, not removed
