@@ -85,15 +85,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """Untag what this process tagged, failed tests or not (a worker removes its own)."""
     if not CREATED_TAGS:
         return
-    from docker.errors import DockerException, ImageNotFound
+    from docker.errors import DockerException, NotFound
 
     with Engine() as eng:
         for ref in sorted(CREATED_TAGS):
-            with contextlib.suppress(ImageNotFound):
-                try:
-                    eng.client.images.remove(ref)  # a tag of an image with other tags: only untags
-                except DockerException as exc:
-                    print(f"conftest: could not remove the test tag {ref}: {exc}")
+            try:
+                eng.client.images.remove(ref)  # a tag of an image with other tags: only untags
+            except NotFound:
+                pass  # removed already, by its test or the plugin's sweep
+            except DockerException as exc:
+                print(f"conftest: could not remove the test tag {ref}: {exc}")
     CREATED_TAGS.clear()
 
 

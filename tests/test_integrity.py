@@ -434,9 +434,11 @@ def test_a_poisoned_task_image_is_an_error_and_does_not_fool_a_later_baseline(
             "no:xdist",
         )
     finally:
-        poisoned_id = engine.image_id(tag)
+        # The agent's commit carries the run's labels, so the session's sweep removes it (and
+        # the tag with it); should it still be there, it would be left dangling once untagged.
+        poisoned_id = engine.image_id(tag) if engine.image_exists(tag) else clean_id
         engine.tag(clean_id, tag)  # put the clone's tag back for whoever uses it next
-        if poisoned_id != clean_id:  # the agent's commit, untagged now: it would be left dangling
+        if poisoned_id != clean_id:
             engine.client.images.remove(poisoned_id, force=True)
     assert result.parseoutcomes() == {"errors": 2}
     rows = {r["attempt"]: r for r in json.loads((out / "report.json").read_text())["instances"]}
