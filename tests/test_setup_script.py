@@ -156,3 +156,27 @@ def test_the_suite_removes_its_tags_when_a_test_fails(
     assert tag.startswith("programbench/pbselftest_1776_left-behind.5e1f7a0"), tag
     assert not engine.image_exists(tag)
     assert engine.image_exists(selftest_image)  # untagged, not removed
+
+
+def test_teardown_names_a_tag_a_container_still_uses_without_failing(
+    engine: Engine, base_image: str, tmp_path: Path
+) -> None:
+    # On a shared engine another session's scoring may hold such an image when the suite ends.
+    from pytest_programbench.containers import LABEL_RUN
+
+    prefix = f"pbtest-setup-{uuid.uuid4().hex[:12]}"
+    busy = f"{prefix}/busy:x"
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "tags-before").write_text("")
+    env = {**os.environ, "PB_SUITE_TAGS": f"^{prefix}/"}
+    engine.tag(base_image, busy)
+    try:
+        with engine.container(busy, labels={LABEL_RUN: "test-setup-busy"}, network_mode="none"):
+            held = run("--teardown", str(state), env=env)
+        assert held.returncode == 0, held.stderr
+        assert f"in use by a container, so not the suite's leftover: {busy}" in held.stdout
+        free = run("--teardown", str(state), env=env)
+        assert free.returncode == 1 and f"  {busy}" in free.stderr
+    finally:
+        engine.client.images.remove(busy)
