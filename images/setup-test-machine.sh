@@ -49,11 +49,24 @@ engine() {
         docker info --format 'engine {{.ServerVersion}}, {{.NCPU}} cpus, storage {{.Driver}}'
         return
     fi
+    # Started where the client looks: the default socket, or DOCKER_HOST's when it is a socket.
+    local listen=()
+    case "${DOCKER_HOST:-}" in
+        "") ;;
+        unix://*) listen=(-H "$DOCKER_HOST") ;;
+        *)
+            say "no Docker engine answers at $DOCKER_HOST; start it there, or unset DOCKER_HOST" >&2
+            exit 1
+            ;;
+    esac
     say "no Docker engine answers${DOCKER_HOST:+ at $DOCKER_HOST}: starting dockerd"
     command -v dockerd >/dev/null || apt_install docker.io
-    if [ -n "$dry" ]; then say "would run: setsid nohup dockerd >/tmp/pb-dockerd.log 2>&1 &"; return; fi
+    if [ -n "$dry" ]; then
+        say "would run: setsid nohup dockerd ${listen[*]} >/tmp/pb-dockerd.log 2>&1 &"
+        return
+    fi
     # Its own session: it outlives tox, like an engine started by hand.
-    setsid nohup dockerd >/tmp/pb-dockerd.log 2>&1 </dev/null &
+    setsid nohup dockerd "${listen[@]}" >/tmp/pb-dockerd.log 2>&1 </dev/null &
     for _ in $(seq 90); do docker info >/dev/null 2>&1 && break; sleep 1; done
     if ! docker info >/dev/null 2>&1; then
         say "dockerd did not come up; its log (/tmp/pb-dockerd.log) ends:" >&2

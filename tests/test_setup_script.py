@@ -72,11 +72,19 @@ def test_a_fresh_machine_gets_an_engine_the_tools_and_the_images(tmp_path: Path)
         f"no Docker engine answers at {env['DOCKER_HOST']}: starting dockerd",
         "would run: apt-get update -qq",
         f"{install} docker.io",
-        "would run: setsid nohup dockerd >/tmp/pb-dockerd.log 2>&1 &",
+        f"would run: setsid nohup dockerd -H {env['DOCKER_HOST']} >/tmp/pb-dockerd.log 2>&1 &",
         f"{install} mmdebstrap docker-registry iproute2",
         "would run: images/build-test-images.sh",
     ]
     assert not (tmp_path / "state").exists()  # a dry run writes nothing
+
+
+def test_an_engine_elsewhere_is_not_started_here(tmp_path: Path) -> None:
+    env = {"PATH": fake_path(tmp_path / "bin"), "DOCKER_HOST": "tcp://127.0.0.1:9", "PB_SETUP_DRY_RUN": "1"}
+    done = run(str(tmp_path / "state"), env=env)
+    assert done.returncode == 1
+    said = "no Docker engine answers at tcp://127.0.0.1:9; start it there, or unset DOCKER_HOST"
+    assert done.stderr.splitlines() == [f"setup-test-machine.sh: {said}"]
 
 
 def test_a_ready_machine_needs_nothing_installed_or_started(engine: Engine, tmp_path: Path) -> None:
