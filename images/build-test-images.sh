@@ -3,14 +3,42 @@
 #
 # The base image: from Debian's archive with mmdebstrap when it is installed (no registry
 # needed, what CI does), otherwise FROM debian:bookworm-slim through an ordinary registry.
+# Then the self-test task image on that base (the suite would build it itself; building it
+# here lets tox's set-up remove it again when it made it).
+#
+# PB_CREATED_IMAGES=FILE appends each image this run built (tags, then untagged build
+# stages by id) to FILE; images that were already there are left out, so a teardown that
+# removes FILE's images never removes a developer's own.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 IMAGE="${PB_TEST_BASE_IMAGE:-pytest-programbench/base:bookworm}"
+created="${PB_CREATED_IMAGES:-/dev/null}"
 
 if docker image inspect "$IMAGE" >/dev/null 2>&1; then
     echo "build-test-images.sh: $IMAGE present"
-elif command -v mmdebstrap >/dev/null; then
-    PB_BASE_IMAGE="$IMAGE" bash "$here/base/build-offline.sh"
 else
-    docker build -t "$IMAGE" -f "$here/base/Dockerfile" "$here/base"
+    if command -v mmdebstrap >/dev/null; then
+        PB_BASE_IMAGE="$IMAGE" bash "$here/base/build-offline.sh"
+    else
+        docker build -t "$IMAGE" -f "$here/base/Dockerfile" "$here/base"
+    fi
+    echo "$IMAGE" >>"$created"
+fi
+
+# The name programbench gives the self-test task (PROGRAMBENCH_DOCKER_ORG honoured), from the
+# installed package; without it (this script run outside the test environment) the suite
+# builds the image itself.
+if selftest="$("${PYTHON:-python3}" -c 'from pytest_programbench import selftest as s
+print(f"{s.image_name()}:{s.IMAGE_TAG}")' 2>/dev/null)"; then
+    if docker image inspect "$selftest" >/dev/null 2>&1; then
+        echo "build-test-images.sh: $selftest present"
+    else
+        dangling() { docker images -q --no-trunc --filter dangling=true | sort; }
+        before="$(dangling)"
+        docker build -q -t "$selftest" --build-arg BASE="$IMAGE" "$here/selftest" >/dev/null
+        echo "build-test-images.sh: built $selftest"
+        echo "$selftest" >>"$created"
+        # The build's toolchain stage stays behind untagged; it is ours too.
+        comm -13 <(echo "$before") <(dangling) >>"$created"
+    fi
 fi

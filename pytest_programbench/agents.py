@@ -20,6 +20,7 @@ something killable (``none``, ``command``) run in a thread of the harness.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import inspect
 import json
@@ -228,6 +229,9 @@ def _run_in_process(
                 continue
             if kind == "report":
                 sandbox.apply_report(payload)
+            elif kind == "progress":
+                if sandbox.progress is not None:
+                    sandbox.progress(str(payload))
             elif kind == "warning":
                 warnings.warn(AgentReportWarning(str(payload)), stacklevel=1)
             elif kind == "error":
@@ -278,6 +282,7 @@ def _agent_process(
     try:
         sandbox = handle.open()
         sandbox.forward = forward
+        sandbox.progress = functools.partial(send, "progress")  # a phase line, written by the harness
         _take_returned(sandbox, agent(instance, sandbox))
         send("done", None)
     except BaseException as exc:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Concatenate, ParamSpec, TypeVar
 
-from pytest_programbench.errors import EngineUnavailable, ImageMissing, ImagePullFailed
+from pytest_programbench.errors import EngineUnavailable, ImageBuildFailed, ImageMissing, ImagePullFailed
 
 if TYPE_CHECKING:
     import docker
@@ -204,10 +204,16 @@ class Engine:
         try:
             self.client.images.build(path=context, tag=tag, buildargs=dict(buildargs or {}), rm=True)
         except BuildError as exc:
-            lines = [str(chunk.get("stream", "")).strip() for chunk in exc.build_log if chunk.get("stream")]
-            raise ImageMissing(tag, "Building it failed: " + " | ".join(lines[-5:])) from None
+            # The error is the engine's own (a registry lookup, a failed RUN); the step says where.
+            steps = [
+                str(c["stream"]).strip()
+                for c in exc.build_log
+                if str(c.get("stream", "")).startswith("Step ")
+            ]
+            where = f" (at {steps[-1][:200]})" if steps else ""
+            raise ImageBuildFailed(tag, " ".join(str(exc.msg).split())[:500] + where) from None
         except DockerException as exc:
-            raise ImageMissing(tag, f"Building it failed: {_short(exc)}") from None
+            raise ImageBuildFailed(tag, _short(exc)) from None
 
     @_reaching
     def tag(self, source: str, ref: str) -> None:

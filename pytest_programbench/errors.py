@@ -43,6 +43,21 @@ class ImageMissing(ProgramBenchError):
         self.image = image
 
 
+class ImageBuildFailed(ImageMissing):
+    """A build the harness started failed; the message carries the build's own error."""
+
+    code = "image_build_failed"
+
+    def __init__(self, image: str, detail: str, fix: str = "") -> None:
+        ProgramBenchError.__init__(
+            self,
+            f"building {image} failed: {detail}",
+            fix or "Fix what the build's error names, or build the image by hand with `docker build`",
+        )
+        self.image = image
+        self.detail = detail
+
+
 class ImagePullFailed(ProgramBenchError):
     code = "image_pull_failed"
 

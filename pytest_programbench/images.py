@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pytest_programbench import files
 from pytest_programbench.containers import Engine
-from pytest_programbench.errors import ImageChanged, ImageMissing
+from pytest_programbench.errors import ImageBuildFailed, ImageChanged, ImageMissing
 
 IMAGE_IDS = "image-ids.json"
 
@@ -68,7 +68,17 @@ def ensure_selftest_image(
         if progress is not None:
             base = args.get("BASE", "debian:bookworm-slim")
             progress(f"{ref}: building from {selftest.image_context()} (base {base})")
-        engine.build(str(selftest.image_context()), ref, args)
+        try:
+            engine.build(str(selftest.image_context()), ref, args)
+        except ImageBuildFailed as exc:
+            if args:  # it was the offline base already: the remedy below would not help
+                raise
+            raise ImageBuildFailed(
+                ref,
+                exc.detail,
+                f"Without a registry, build the offline base {OFFLINE_BASE} first (`bash "
+                f"{selftest.base_build_script()}`, needs mmdebstrap; see the README), then rerun",
+            ) from None
         return "built"
 
 

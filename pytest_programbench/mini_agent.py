@@ -11,9 +11,14 @@ both, exactly as ``mini-extra programbench -c ... -m ...`` merges them.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import os
 import platform
+import re
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +157,55 @@ class _Progress:
             self.sandbox.report(steps=self.agent.n_calls + 1, cost=self.agent.cost)
 
 
+class _RetryProgress(logging.Handler):
+    """mini's model retries as progress lines: tenacity logs each one before it sleeps, and
+    without them a model call that keeps failing is minutes of silence before a crash."""
+
+    _TENACITY = re.compile(
+        r"Retrying .* in (?P<wait>[\d.]+) seconds as it (?:raised|returned) (?P<cause>.*?)\.?$", re.DOTALL
+    )
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__(logging.WARNING)
+        self.sandbox = sandbox
+        self.retries = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if not message.startswith("Retrying") or self.sandbox.progress is None:
+            return
+        self.retries += 1
+        said = self._TENACITY.match(message)
+        if said is None:
+            line = f"model call retry {self.retries}: {message[:300]}"
+        else:
+            cause, wait = said["cause"][:300], float(said["wait"])
+            line = f"model call failed ({cause}); retry {self.retries} in {wait:.0f}s"
+        self.sandbox.progress(line)
+
+
+@contextlib.contextmanager
+def retries_shown(model: Any, sandbox: Sandbox) -> Iterator[None]:
+    """While the block runs, each retry of ``model``'s calls is a progress line of ``sandbox``.
+
+    mini's model classes retry through their module's ``logger`` (one per module, not under
+    a common parent); a subclass from elsewhere retries through its base's, so the handler
+    goes on the logger of every module in the class's ancestry.
+    """
+    modules = (sys.modules.get(cls.__module__) for cls in type(model).__mro__)
+    loggers = {
+        id(lg): lg for lg in (getattr(m, "logger", None) for m in modules) if isinstance(lg, logging.Logger)
+    }
+    handler = _RetryProgress(sandbox)
+    for logger in loggers.values():
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger in loggers.values():
+            logger.removeHandler(handler)
+
+
 class MiniSweAgent:
     """``--pb-agent mini-swe-agent``: one mini-swe-agent run per instance."""
 
@@ -181,7 +235,8 @@ class MiniSweAgent:
         agent.extra_template_vars = {"instance": _task_vars(instance)}
         exit_status: str | None = None
         try:
-            info = agent.run()
+            with retries_shown(model, sandbox):
+                info = agent.run()
             exit_status = info.get("exit_status")
         except Exception as exc:
             exit_status = type(exc).__name__

@@ -108,6 +108,9 @@ def pytest_configure(config: pytest.Config) -> None:
             from pytest_programbench.progress import Overall
 
             config.pluginmanager.register(Overall(config), "programbench-progress")
+        from pytest_programbench import html_report
+
+        html_report.register(config, config.stash[RUN_DIR_KEY], collector.instances)
         if not settings.keep:  # replay starts scoring containers too
             from pytest_programbench.sandbox import LeftoverSweep
 

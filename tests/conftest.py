@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,10 +67,43 @@ def selftest_blobs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return selftest.write_blob_dir(tmp_path_factory.mktemp("blobs"))
 
 
+#: Tags this process created on the engine; ``pytest_sessionfinish`` removes those still there.
+CREATED_TAGS: set[str] = set()
+
+#: Makes this process's clone ids (and so their image tags) its own: an xdist worker, or
+#: another session on a shared engine, never removes a tag this one still uses.
+SESSION_TOKEN = uuid.uuid4().hex[:6]
+
+
+def created_tag(ref: str) -> str:
+    """Record ``ref`` as a tag the suite made, so the session removes it at the end."""
+    CREATED_TAGS.add(ref)
+    return ref
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Untag what this process tagged, failed tests or not (a worker removes its own)."""
+    if not CREATED_TAGS:
+        return
+    from docker.errors import DockerException, NotFound
+
+    with Engine() as eng:
+        for ref in sorted(CREATED_TAGS):
+            try:
+                eng.client.images.remove(ref)  # a tag of an image with other tags: only untags
+            except NotFound:
+                pass  # removed already, by its test or the plugin's sweep
+            except DockerException as exc:
+                print(f"conftest: could not remove the test tag {ref}: {exc}")
+    CREATED_TAGS.clear()
+
+
 def clone_selftest(engine: Engine, root: Path, names: list[str]) -> tuple[Path, Path, list[str]]:
     """The self-test task under several instance ids: tasks dir, blob dir, image tagged per id.
 
-    Lets one session score several submissions (one per instance id) with one image.
+    Lets one session score several submissions (one per instance id) with one image. The
+    ids end in this process's token (after the commit part, so ``pbselftest__<name>\\.``
+    still selects them); their tags are removed when the session ends.
     """
     from programbench.constants import image_name_from_instance_id
 
@@ -78,12 +112,12 @@ def clone_selftest(engine: Engine, root: Path, names: list[str]) -> tuple[Path, 
     source_task = selftest.tasks_dir() / selftest.INSTANCE_ID
     ids = []
     for name in names:
-        iid = f"pbselftest__{name.replace('_', '-')}.5e1f7a0"
+        iid = f"pbselftest__{name.replace('_', '-')}.5e1f7a0{SESSION_TOKEN}"
         shutil.copytree(source_task, tasks / iid)
         shutil.copytree(blobs / selftest.INSTANCE_ID, blobs / iid)
         engine.tag(
             f"{selftest.image_name()}:{selftest.IMAGE_TAG}",
-            f"{image_name_from_instance_id(iid)}:{selftest.IMAGE_TAG}",
+            created_tag(f"{image_name_from_instance_id(iid)}:{selftest.IMAGE_TAG}"),
         )
         ids.append(iid)
     return tasks, blobs, ids

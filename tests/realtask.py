@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from conftest import created_tag
+
 from pytest_programbench.containers import Engine
 from pytest_programbench.selftest import write_targz
 
@@ -146,7 +148,7 @@ class ImageTags:
         ref = self.ref(iid)
         if self.engine.image_exists(ref):
             raise RuntimeError(f"{ref} already exists; the org {self.org!r} was meant to be private")
-        self.engine.tag(self.source, ref)
+        self.engine.tag(self.source, created_tag(ref))
         self.created.append(ref)
         return ref
 

@@ -24,6 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from conftest import created_tag
+
 from pytest_programbench.containers import Engine
 
 INSTALL_HINT = "install Debian's registry with `apt-get install docker-registry` (what .ci/run does)"
@@ -134,6 +136,7 @@ class Registry:
         repository, _, tag = ref.rpartition(":")
         assert repository.startswith(self.host + "/"), ref
         engine.client.images.get(source).tag(repository, tag)
+        created_tag(ref)
         for event in engine.client.api.push(repository, tag=tag, stream=True, decode=True):
             if "error" in event:
                 raise RuntimeError(f"pushing {ref} failed: {event['error']}")

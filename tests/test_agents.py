@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import textwrap
 from typing import Any
@@ -31,6 +32,7 @@ AGENTS = textwrap.dedent(
         sandbox.write_file("rpncalc.c", SOURCE)
         sandbox.write_file("compile.sh", COMPILE, mode=0o755)
         assert sandbox.exec("./compile.sh").returncode == 0
+        sandbox.progress("solver built it")  # from the agent's own process, through the harness
         return {"steps": 2, "cost": 0.25, "trajectory": {"prompt": instance.prompt[:40]}}
 
     def hanger(instance, sandbox):
@@ -97,6 +99,8 @@ def test_python_agent_from_module_attr(
     assert (row["score"], row["n_resolved"], row["agent_steps"], row["agent_cost"]) == (1.0, 18, 2, 0.25)
     traj = pytester.path / "out" / selftest.INSTANCE_ID / f"{selftest.INSTANCE_ID}.traj.json"
     assert json.loads(traj.read_text()) == {"prompt": PROMPT[:40]}
+    log = (pytester.path / "out" / "progress.log").read_text()
+    assert re.search(rf"{re.escape(selftest.INSTANCE_ID)} \+\d+s solver built it$", log, re.MULTILINE), log
     assert_no_leftovers(engine, report)
 
 

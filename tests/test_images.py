@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import clone_selftest
+from conftest import clone_selftest, created_tag
 from registry import Registry
 
 from pytest_programbench import selftest
@@ -106,7 +106,7 @@ def mirror(
         f" && head -c {FAT_LAYER_BYTES} /dev/urandom > /tmp/pb-pull-test.bin\n"
     )
     fat = f"pytest-programbench/pull-test:{token[:12]}"
-    engine.build(str(context), fat, {"BASE": selftest_image})
+    engine.build(str(context), created_tag(fat), {"BASE": selftest_image})
     for name in PUBLISHED:
         registry.push(engine, fat, mirror.ref(name))
     # Drop every tag of it: the plugin must pull, and the random layer must be downloaded.
@@ -260,7 +260,7 @@ def test_an_unreachable_registry_is_an_error_and_the_rest_is_scored(
     org = f"{gone.host}/programbench"
     present = mirror.ref("pull-b", org)
     mirror.absent("pull-a", org=org)
-    engine.tag(f"{selftest.image_name()}:{selftest.IMAGE_TAG}", present)
+    engine.tag(f"{selftest.image_name()}:{selftest.IMAGE_TAG}", created_tag(present))
     try:
         result, rows = run_session(
             pytester, monkeypatch, mirror, "-n", "2", "--pb-pull=missing", instances(*PUBLISHED), org=org

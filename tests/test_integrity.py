@@ -434,7 +434,12 @@ def test_a_poisoned_task_image_is_an_error_and_does_not_fool_a_later_baseline(
             "no:xdist",
         )
     finally:
+        # The agent's commit carries the run's labels, so the session's sweep removes it (and
+        # the tag with it); should it still be there, it would be left dangling once untagged.
+        poisoned_id = engine.image_id(tag) if engine.image_exists(tag) else clean_id
         engine.tag(clean_id, tag)  # put the clone's tag back for whoever uses it next
+        if poisoned_id != clean_id:
+            engine.client.images.remove(poisoned_id, force=True)
     assert result.parseoutcomes() == {"errors": 2}
     rows = {r["attempt"]: r for r in json.loads((out / "report.json").read_text())["instances"]}
     assert {a: r["error_code"] for a, r in rows.items()} == {1: "image_changed", 2: "image_changed"}

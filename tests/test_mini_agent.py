@@ -10,7 +10,13 @@ behind, the error for a missing model, and a command that overruns ``environment
 from __future__ import annotations
 
 import json
+import logging
+import os
+import re
+import subprocess
+import sys
 import tarfile
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -221,4 +227,109 @@ def test_a_command_over_the_environment_timeout_is_killed_and_the_agent_goes_on(
     assert after["extra"]["returncode"] == 0
     assert "<output>\n0\nstill here\n</output>" in after["content"]
     assert messages[-1]["extra"]["exit_status"] == "Submitted"
+    assert_no_container_left(engine, document)
+
+
+def test_the_tool_call_path_loads_and_a_missing_key_is_not_retried(tmp_path: Path) -> None:
+    """litellm imports its MCP handler whenever a call carries tools (mini's always do); that
+    import needs ``mcp``, which only litellm's ``mcp`` extra brings (our ``mini`` extra asks for
+    it). Without it every call raised ModuleNotFoundError, which mini retries for minutes.
+
+    A fresh interpreter, no key, the cost map from the package: no network, no paid call.
+    """
+    script = textwrap.dedent(
+        """
+        import logging, sys
+        import litellm.responses.mcp.chat_completions_handler  # the import that needed mcp
+        from minisweagent.models.litellm_model import LitellmModel
+        logging.getLogger("litellm_model").addHandler(logging.StreamHandler(sys.stdout))
+        try:
+            LitellmModel(model_name="anthropic/claude-sonnet-4-5").query([{"role": "user", "content": "hi"}])
+        except Exception as exc:
+            print("raised", type(exc).__name__)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", MSWEA_SILENT_STARTUP="1", HOME=str(tmp_path))
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "raised AuthenticationError", done.stdout + done.stderr
+    assert "Retrying" not in done.stdout  # mini aborts at once on a missing key
+
+
+class _Box:
+    """The one Sandbox attribute the retry handler uses."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.progress = self.lines.append
+
+
+def test_model_retries_are_progress_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mini's real retry loop (tenacity, its module logger) around a model call that keeps failing."""
+    import time
+
+    from minisweagent.models.litellm_model import LitellmModel
+
+    from pytest_programbench.mini_agent import retries_shown
+
+    monkeypatch.setenv("MSWEA_MODEL_RETRY_STOP_AFTER_ATTEMPT", "3")
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)  # tenacity's waits, not what is tested
+    model = LitellmModel(model_name="anthropic/claude-sonnet-4-5")
+
+    def overloaded(messages: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the model is overloaded")
+
+    monkeypatch.setattr(model, "_query", overloaded)
+    box = _Box()
+    with retries_shown(model, box), pytest.raises(RuntimeError):  # type: ignore[arg-type]
+        model.query([{"role": "user", "content": "hi"}])
+    assert [line.split(" in ")[0] for line in box.lines] == [
+        "model call failed (RuntimeError: the model is overloaded); retry 1",
+        "model call failed (RuntimeError: the model is overloaded); retry 2",
+    ]
+    # The handler goes with the block.
+    handlers = logging.getLogger("litellm_model").handlers
+    assert not [h for h in handlers if type(h).__name__ == "_RetryProgress"]
+
+
+OVERLOADED_MODEL = """
+from minisweagent.models.litellm_model import LitellmModel
+
+
+class OverloadedModel(LitellmModel):
+    '''mini's real model class and retry loop; only the provider's answer is made up.'''
+
+    def _query(self, messages, **kwargs):
+        raise RuntimeError("the model is overloaded")
+"""
+
+
+def test_a_failing_model_shows_its_retries_in_the_progress_log(
+    pytester: pytest.Pytester,
+    selftest_image: str,
+    engine: Engine,
+    clean_model_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytester.makepyfile(overloaded_model=OVERLOADED_MODEL)
+    monkeypatch.setenv("MSWEA_MODEL_RETRY_STOP_AFTER_ATTEMPT", "2")  # one retry: mini waits 4 s first
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    config = write_yaml(
+        pytester.path / "overloaded.yaml",
+        {"model": {"model_class": "overloaded_model.OverloadedModel", "model_name": "anthropic/claude-x"}},
+    )
+    result, document = run_session(
+        pytester, "--pb-selftest", "--pb-agent=mini-swe-agent", f"--pb-agent-config={config}", "-n", "2"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    row = only_row(document)
+    assert (row["outcome"], row["error_code"]) == ("error", "agent_crashed"), row
+    assert "RuntimeError: the model is overloaded" in row["message"], row
+    log = (pytester.path / "run" / "progress.log").read_text()
+    retry = re.escape("model call failed (RuntimeError: the model is overloaded); retry 1 in ")
+    assert re.search(rf"{re.escape(INSTANCE)} \+\d+s {retry}\d+s$", log, re.MULTILINE), log
+    assert "retry 2" not in log, log
     assert_no_container_left(engine, document)

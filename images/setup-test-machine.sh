@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Make this machine ready for the test suite, and afterwards take back what that added.
+# tox runs it around the suite (commands_pre / commands_post), so the README's `tox` works
+# on a fresh machine; .ci/run only installs tox and runs it. No standard input is read.
+#
+#   setup-test-machine.sh [--dry-run] STATE_DIR
+#       a Docker engine (installs docker.io and starts dockerd when `docker info` fails),
+#       the tools the tests call (mmdebstrap, docker-registry, ip), the test images
+#       (images/build-test-images.sh). STATE_DIR records the image tags present before and
+#       the images this run built. --dry-run (or PB_SETUP_DRY_RUN=1) only prints what it would do.
+#   setup-test-machine.sh --teardown STATE_DIR
+#       removes the images the set-up built in this run (a developer's pre-built ones stay),
+#       then lists the test tags left behind that were not there before, and fails if any.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+
+mode=setup
+dry="${PB_SETUP_DRY_RUN:-}"
+case "${1:-}" in
+    --teardown) mode=teardown; shift ;;
+    --dry-run) dry=1; shift ;;
+esac
+state="${1:?usage: setup-test-machine.sh [--dry-run|--teardown] STATE_DIR}"
+
+say() { printf 'setup-test-machine.sh: %s\n' "$*"; }
+act() {  # run a command, or only print it in a dry run
+    if [ -n "$dry" ]; then say "would run: $*"; else "$@"; fi
+}
+
+# Image names the suite creates (tests/conftest.py's clones, the base and self-test images,
+# the pull tests' registry tags): what the leftover check looks at. Other sessions' images
+# on a shared engine are not the suite's business.
+SUITE_TAGS="${PB_SUITE_TAGS:-^(programbench/pbselftest_|pytest-programbench/|pbtest-|127\.0\.0\.1:|localhost:|programbench-compiled/)}"
+suite_tags() { docker images --format '{{.Repository}}:{{.Tag}}' | grep -E "$SUITE_TAGS" | sort -u || true; }
+
+apt_install() {
+    if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null; then
+        say "missing: $*; install them (apt-get install -y $*) and run again" >&2
+        exit 1
+    fi
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo -n"  # no password prompt: there is no stdin
+    if [ -z "${_apt_updated:-}" ]; then act $sudo apt-get update -qq; _apt_updated=1; fi
+    act $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+
+engine() {
+    if docker info >/dev/null 2>&1; then
+        docker info --format 'engine {{.ServerVersion}}, {{.NCPU}} cpus, storage {{.Driver}}'
+        return
+    fi
+    # Started where the client looks: the default socket, or DOCKER_HOST's when it is a socket.
+    local listen=()
+    case "${DOCKER_HOST:-}" in
+        "") ;;
+        unix://*) listen=(-H "$DOCKER_HOST") ;;
+        *)
+            say "no Docker engine answers at $DOCKER_HOST; start it there, or unset DOCKER_HOST" >&2
+            exit 1
+            ;;
+    esac
+    say "no Docker engine answers${DOCKER_HOST:+ at $DOCKER_HOST}: starting dockerd"
+    command -v dockerd >/dev/null || apt_install docker.io
+    if [ -n "$dry" ]; then
+        say "would run: setsid nohup dockerd ${listen[*]} >/tmp/pb-dockerd.log 2>&1 &"
+        return
+    fi
+    # Its own session: it outlives tox, like an engine started by hand.
+    setsid nohup dockerd "${listen[@]}" >/tmp/pb-dockerd.log 2>&1 </dev/null &
+    for _ in $(seq 90); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    if ! docker info >/dev/null 2>&1; then
+        say "dockerd did not come up; its log (/tmp/pb-dockerd.log) ends:" >&2
+        tail -n 50 /tmp/pb-dockerd.log >&2
+        exit 1
+    fi
+}
+
+tools() {
+    local missing=()
+    command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)        # the offline base image
+    command -v docker-registry >/dev/null || missing+=(docker-registry)  # the pull tests' registry
+    command -v ip >/dev/null || missing+=(iproute2)  # the engine-failure tests' second bridge
+    if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+setup() {
+    if [ -z "$dry" ]; then rm -rf "$state" && mkdir -p "$state"; fi
+    engine
+    tools
+    if [ -n "$dry" ]; then say "would run: images/build-test-images.sh"; return; fi
+    suite_tags >"$state/tags-before"
+    PB_CREATED_IMAGES="$state/created-images" bash "$here/build-test-images.sh"
+}
+
+teardown() {
+    if [ ! -f "$state/tags-before" ]; then
+        say "no set-up state in $state: nothing to take back"
+        return
+    fi
+    if [ -s "$state/created-images" ]; then
+        # Newest first: the self-test image before the base it was built on.
+        tac "$state/created-images" | while read -r image; do
+            docker image rm "$image" >/dev/null 2>&1 && say "removed $image (built by the set-up)" || true
+        done
+    fi
+    # A tag a container still uses belongs to a session still running (on a shared engine,
+    # another one's scoring); it is named, not counted. This suite removes its containers.
+    local used tag left=()
+    used="$(docker ps -aq | xargs -r docker inspect --format '{{.Image}}' 2>/dev/null | sort -u || true)"
+    for tag in $(suite_tags | comm -13 "$state/tags-before" - || true); do
+        if grep -qxF "$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null)" <<<"$used"; then
+            say "in use by a container, so not the suite's leftover: $tag"
+        else
+            left+=("$tag")
+        fi
+    done
+    if [ ${#left[@]} -gt 0 ]; then
+        say "the suite left these image tags behind (remove them with docker image rm):" >&2
+        printf '  %s\n' "${left[@]}" >&2
+        exit 1
+    fi
+    say "no image tags left behind"
+}
+
+"$mode"
