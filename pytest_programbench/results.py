@@ -75,6 +75,9 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
             data["integrity"] = describe(outcome.findings, limit=len(outcome.findings))
             data.setdefault("reason", f"integrity: {describe(outcome.findings)}")
             report.sections.append(("ProgramBench integrity", data["integrity"].replace("; ", "\n")))
+        from pytest_programbench.detail import attach
+
+        attach(item, data)
     elif report.failed and report.when in ("setup", "call"):
         exc = call.excinfo.value if call.excinfo is not None else None
         code = exc.code if isinstance(exc, ProgramBenchError) else type(exc).__name__ if exc else "error"
