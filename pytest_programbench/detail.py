@@ -113,7 +113,7 @@ def not_passed(detail: dict[str, dict[str, Any]] | None) -> set[str]:
 
 #: On an item: its hidden-test detail, read once by the test function for its message and its row.
 DETAIL_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
-PATHS_KEY = pytest.StashKey[dict[str, str]]()
+PATHS_KEY = pytest.StashKey[dict[str, Any]]()
 
 
 def of_item(request: pytest.FixtureRequest, instance: Instance) -> dict[str, dict[str, Any]] | None:
@@ -136,7 +136,8 @@ def of_item(request: pytest.FixtureRequest, instance: Instance) -> dict[str, dic
 
 def attach(item: pytest.Item, row: dict[str, Any]) -> None:
     """Put the item's detail and file paths on its report row (they cross xdist with it)."""
-    row.update(item.stash.get(PATHS_KEY, {}))
+    paths: dict[str, Any] = item.stash.get(PATHS_KEY, {})
+    row.update(paths)
     hidden = item.stash.get(DETAIL_KEY, None)
     if hidden is not None:
         row["hidden_tests"] = hidden

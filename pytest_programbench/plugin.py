@@ -41,7 +41,10 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from pytest_programbench import outputs
+
     _settings.add_options(parser)
+    _settings.add_options(parser, outputs.OPTIONS)
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -104,6 +107,7 @@ def pytest_configure(config: pytest.Config) -> None:
             integrity=settings.integrity,
             instances={nodeid_of(i): i for i in config.stash[SELECTION_KEY].instances},
         )
+        _register_outputs(config, collector)
         config.pluginmanager.register(collector, "programbench-results")
         if not settings.keep:  # replay starts scoring containers too
             from pytest_programbench.sandbox import LeftoverSweep
@@ -115,6 +119,24 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     for name in (*_settings.LANGUAGES, *_settings.DIFFICULTIES):
         config.addinivalue_line("markers", f"{name}: ProgramBench instances that are {name}")
+
+
+def _register_outputs(config: pytest.Config, collector: Any) -> None:
+    """Hidden tests as JUnit, the comparison, HTML: registered before the collector (see outputs.py)."""
+    from pytest_programbench import outputs
+
+    wanted = outputs.resolve(config)
+    if wanted == outputs.Outputs() or config.option.collectonly:
+        return
+    baseline = None
+    if wanted.compare:
+        from pytest_programbench import compare
+
+        try:
+            baseline = compare.load(Path(wanted.compare), Path(config.stash[SELECTION_KEY].tasks_dir))
+        except compare.BaselineInvalid as exc:
+            raise pytest.UsageError(f"programbench: {exc}") from None
+    config.pluginmanager.register(outputs.OutputsPlugin(wanted, collector, baseline), "programbench-outputs")
 
 
 def _stop_on_sigterm() -> None:
