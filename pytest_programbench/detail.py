@@ -106,6 +106,13 @@ def describe(detail: dict[str, dict[str, Any]], limit: int = 3, branches: int = 
     return "; ".join(parts)
 
 
+def suffix(hidden: dict[str, dict[str, Any]] | None, error_code: str | None) -> str:
+    """What a failure reason says about the hidden tests; nothing ran when there is an error code."""
+    if not hidden or error_code or not any(d.get(k) for d in hidden.values() for k in NOT_PASSED):
+        return ""
+    return "; did not pass: " + describe(hidden)
+
+
 def not_passed(detail: dict[str, dict[str, Any]] | None) -> set[str]:
     """``branch/name`` of every counted test that did not pass."""
     return {f"{b}/{t}" for b, d in (detail or {}).items() for k in NOT_PASSED for t in d.get(k, ())}
@@ -141,3 +148,5 @@ def attach(item: pytest.Item, row: dict[str, Any]) -> None:
     hidden = item.stash.get(DETAIL_KEY, None)
     if hidden is not None:
         row["hidden_tests"] = hidden
+        if row.get("reason") and not row.get("findings"):
+            row["reason"] += suffix(hidden, row.get("error_code"))

@@ -74,7 +74,5 @@ def instance(pb_instance: Instance, pb_outcome: Any, request: pytest.FixtureRequ
     threshold = request.config.stash[SETTINGS_KEY].threshold
     hidden = detail.of_item(request, pb_instance)
     if pb_outcome.score < threshold:
-        reason = pb_outcome.failure_reason(threshold)
-        if hidden and not pb_outcome.error_code:  # with an error code, nothing ran: no list to give
-            reason += "; did not pass: " + detail.describe(hidden)
+        reason = pb_outcome.failure_reason(threshold) + detail.suffix(hidden, pb_outcome.error_code)
         pytest.fail(reason, pytrace=False)
