@@ -125,6 +125,7 @@ function svg(tag, attrs, text) {
   return e;
 }
 function fmt(x, d) { return x === null || x === undefined ? "" : Number(x).toFixed(d); }
+function short(text) { return text.length > 160 ? text.slice(0, 160) + "\u2026" : text; }
 function signed(x) { return (x >= 0 ? "+" : "") + Number(x).toFixed(4); }
 
 function summary() {
@@ -234,7 +235,7 @@ const COLUMNS = [
   ["difficulty", r => r.difficulty], ["score", r => r.score, 3], ["passed", r => r.n_resolved],
   ["tests", r => r.n_tests], ["not passed", r => r.hidden_counts ? r.n_tests - r.n_resolved : null],
   ["outcome", r => r.outcome], ["cost $", r => r.agent_cost, 2], ["time s", r => r.seconds, 1],
-  ["reason", r => r.reason || r.message || r.error_code || ""],
+  ["reason", r => short(r.reason || r.message || r.error_code || "")],
 ];
 let sortColumn = 0, sortAscending = true;
 
