@@ -60,6 +60,13 @@ def counted(data: dict[str, Any], task: dict[str, Any]) -> Iterator[dict[str, An
         yield t
 
 
+def branches_of(instance: Instance) -> dict[str, Any]:
+    """What ``counted`` needs of a task, its tests.json (no task.yaml, already validated at selection)."""
+    tests_json = Path(instance.task_dir) / "tests.json"
+    data = json.loads(tests_json.read_text()) if tests_json.is_file() else {}
+    return {"branches": data.get("branches") or {}}
+
+
 def summarise(data: dict[str, Any], task: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per branch: counts of each kind and the names of the tests that did not pass.
 

@@ -190,9 +190,13 @@ _ESCAPES = str.maketrans(
 def _attr(text: object) -> str:
     """A quoted XML attribute value; characters XML cannot hold become '?'."""
     value = str(text)
-    if not value.isprintable():  # the rare case: only then pay for the regular expression
-        value = _NOT_XML.sub("?", value)
-    return '"' + value.translate(_ESCAPES) + '"'
+    if not value.isprintable():  # the rare case: control characters, newlines
+        return '"' + _NOT_XML.sub("?", value).translate(_ESCAPES) + '"'
+    return (
+        '"'
+        + value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+        + '"'
+    )
 
 
 def _short(message: object) -> str:
@@ -217,8 +221,6 @@ def write_junit_tests(
 
     Only one instance's results are in memory at a time; the totals come from the rows' detail.
     """
-    from pytest_programbench.tasks import load_tests
-
     sums = dict.fromkeys(detail.KINDS, 0)
     for row in rows:
         for kind, n in detail.totals(row.get("hidden_tests") or {}).items():
@@ -235,7 +237,7 @@ def write_junit_tests(
         results: list[dict[str, Any]] = []
         if inst is not None and row.get("eval_json") and row.get("hidden_tests") is not None:
             try:
-                results = list(detail.counted(detail.read(Path(row["eval_json"])), load_tests(inst)))
+                results = list(detail.counted(detail.read(Path(row["eval_json"])), detail.branches_of(inst)))
             except (OSError, ValueError, KeyError, TypeError):
                 results = []
         counts = detail.totals(row.get("hidden_tests") or {})
