@@ -83,41 +83,42 @@ def from_rows(rows: Sequence[dict[str, Any]]) -> dict[str, Entry]:
 
 
 def _from_run_dir(run_dir: Path, tasks_dir: Path | None) -> dict[str, Entry]:
-    from programbench.utils.load_data import _load_single_instance
+    """Score every ``<id>/<id>.eval.json`` (and ``attempt-<k>/<id>/...``) as programbench info does."""
+    from pytest_programbench.tasks import default_tasks_dir, load_instances
 
-    if tasks_dir is None:
-        from programbench.constants import TASKS_DIR
-
-        tasks_dir = Path(TASKS_DIR)
-    out: dict[str, Entry] = {}
-    for eval_json in sorted(run_dir.glob("*/*.eval.json")):
+    known = {
+        i.instance_id: i
+        for i in load_instances(tasks_dir or default_tasks_dir(), image_tag="", skip_fixtures=False)
+    }
+    scored: dict[str, list[tuple[float, frozenset[str], frozenset[str]]]] = {}
+    for eval_json in sorted([*run_dir.glob("*/*.eval.json"), *run_dir.glob("attempt-*/*/*.eval.json")]):
         iid = eval_json.name[: -len(".eval.json")]
-        if eval_json.parent.name != iid or not (tasks_dir / iid / "task.yaml").is_file():
+        if eval_json.parent.name != iid or iid not in known:
             continue
-        task = _load_single_instance(tasks_dir / iid, include_tests=True)
         try:
-            results = list(detail.counted(detail.read(eval_json), task))
+            results = list(detail.counted(detail.read(eval_json), detail.branches_of(known[iid])))
         except (OSError, ValueError, KeyError, TypeError):
             continue
+        passed = sum(t["status"] == "passed" for t in results)
         names = frozenset(f"{t.get('branch') or ''}/{t['name']}" for t in results)
         failed = frozenset(f"{t.get('branch') or ''}/{t['name']}" for t in results if t["status"] != "passed")
-        passed = len(names) - len(failed)
-        from pytest_programbench.settings import LANGUAGE_ALIASES
-
-        language = str(task.get("language", ""))
-        out[iid] = Entry(
-            score=passed / len(results) if results else 0.0,
-            language=LANGUAGE_ALIASES.get(language.lower(), language),
-            difficulty=str(task.get("difficulty") or "unrated"),
-            not_passed=failed,
-            counted=names,
-        )
-    if not out:
+        scored.setdefault(iid, []).append((passed / len(results) if results else 0.0, failed, names))
+    if not scored:
         raise BaselineInvalid(
             f"--pb-compare {run_dir}: no <id>/<id>.eval.json of a known task in this directory; give a run "
             "directory (--pb-output, or programbench eval's) or a --pb-report JSON"
         )
-    return out
+    # Sorted paths put <id>/ before attempt-<k>/: a single run's own file, else attempt 1's, gives the tests.
+    return {
+        iid: Entry(
+            score=sum(s for s, _, _ in runs) / len(runs),
+            language=known[iid].language,
+            difficulty=known[iid].difficulty,
+            not_passed=runs[0][1],
+            counted=runs[0][2],
+        )
+        for iid, runs in scored.items()
+    }
 
 
 @dataclass(frozen=True)
