@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import pytest
 
 from pytest_programbench import detail, files
-from pytest_programbench.settings import Option, _base, _raw, _usage
+from pytest_programbench.settings import Option, _base, _raw, _usage, parse_fraction
 
 if TYPE_CHECKING:
     from pytest_programbench.compare import Baseline, Comparison
@@ -77,15 +77,9 @@ def resolve(config: pytest.Config) -> Outputs:
         kwargs[name] = str(path)
     value, where = raw["pb_compare_fail"]
     if value is not None:
-        try:
-            delta = float(str(value))
-        except ValueError:
-            delta = -1.0
-        if not 0.0 <= delta <= 1.0:
-            raise _usage(where, value, "expected a score drop between 0 and 1, e.g. 0.02")
+        kwargs["compare_fail"] = parse_fraction(value, where)  # a drop in score: 0..1 too
         if "compare" not in kwargs:
             raise _usage(where, value, "it needs --pb-compare PATH (the run to compare with)")
-        kwargs["compare_fail"] = delta
     return Outputs(**kwargs)
 
 

@@ -143,7 +143,7 @@ def test_bad_compare_options_are_one_line_usage_errors(
     cases = [
         (("--pb-compare=nowhere.json",), "*--pb-compare='nowhere.json' is not valid; *does not exist*"),
         (("--pb-compare-fail=0.1",), "*it needs --pb-compare PATH*"),
-        ((f"--pb-compare={a.out}", "--pb-compare-fail=2"), "*expected a score drop between 0 and 1*"),
+        ((f"--pb-compare={a.out}", "--pb-compare-fail=2"), "*expected a score between 0 and 1*"),
         ((f"--pb-compare={junk}",), "*not a --pb-report JSON*"),
         ((f"--pb-compare={pytester.path}",), "*no <id>/<id>.eval.json of a known task*"),
     ]
