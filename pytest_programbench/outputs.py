@@ -95,6 +95,25 @@ class OutputsPlugin:
         self.failures: list[str] = []
         self._html_written = 0.0
 
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        o = self.outputs
+        lines = [
+            f"programbench: {flag} {path}"
+            for flag, path in (("--pb-junit-tests", o.junit_tests), ("--pb-html", o.html))
+            if path
+        ]
+        if self.baseline is not None:
+            gate = (
+                f"; the session fails if the mean drops by more than {o.compare_fail:g}"
+                if o.compare_fail is not None
+                else ""
+            )
+            lines.append(
+                f"programbench: comparing with {self.baseline.source} "
+                f"({len(self.baseline.entries)} instance(s)){gate}"
+            )
+        return lines
+
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.outputs.html and time.monotonic() - self._html_written >= HTML_EVERY_SECONDS:

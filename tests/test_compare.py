@@ -61,7 +61,13 @@ def test_a_run_compared_with_itself_is_all_same(
         assert c["mean_delta"] == 0.0 and (c["ci"]["low"], c["ci"]["high"]) == (0.0, 0.0)
         assert c["flips"] == {} and c["resolved_gained"] == c["resolved_lost"] == []
         assert c["mean_now"] == pytest.approx(first["summary"]["mean_score"])
-        result.stdout.fnmatch_lines(["*ProgramBench comparison*", "improved 0, regressed 0, same 5;*"])
+        result.stdout.fnmatch_lines(
+            [
+                f"programbench: comparing with {baseline} (5 instance(s)); the session fails if*",
+                "*ProgramBench comparison*",
+                "improved 0, regressed 0, same 5;*",
+            ]
+        )
         assert result.ret == 1  # partial items fail at the default threshold; the gate itself passed
         assert "--pb-compare-fail" not in result.stdout.str()
 
