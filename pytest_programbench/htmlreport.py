@@ -55,8 +55,9 @@ def _href(path: str, html_dir: Path | None) -> str:
 
 def render(document: dict[str, Any], *, final: bool = True, html_dir: Path | None = None) -> str:
     data = json.dumps(page_data(document, html_dir), default=str, separators=(",", ":"))
-    # Inside <script>, "</" could close the element early: JSON allows "<\/" for it.
-    data = data.replace("</", "<\\/")
+    # Inside <script>, "</script" or "<!--" in a string would end or confuse the element; "<"
+    # only occurs inside JSON strings, where "\u003c" means the same.
+    data = data.replace("<", "\\u003c")
     title = "ProgramBench results" + ("" if final else " (run in progress)")
     refresh = "" if final else f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">'
     return _PAGE.format(title=html.escape(title), refresh=refresh, data=data, style=_STYLE, script=_SCRIPT)

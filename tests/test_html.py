@@ -185,3 +185,28 @@ def test_the_page_is_kept_current_while_the_run_goes_on(tmp_path: Path) -> None:
         f'http-equiv="refresh" content="{htmlreport.REFRESH_SECONDS}"' in text and "run in progress" in text
     )
     assert '"instance_id":"a"' in text
+
+
+def test_hostile_text_stays_data(browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    hostile = "</script><script>document.title='owned'</script><!-- & \u2028"
+    row = {
+        "instance_id": "x__y.1",
+        "attempt": 1,
+        "language": "c",
+        "difficulty": "easy",
+        "score": 0.0,
+        "n_resolved": 0,
+        "n_tests": 3,
+        "outcome": "zero",
+        "reason": hostile,
+    }
+    page = tmp_path / "hostile.html"
+    page.write_text(htmlreport.render({"instances": [row], "summary": {"mean_score": 0.0}}))
+    assert page.read_text().count("</script>") == 2  # the page's own two
+    browser.get(page.as_uri())
+    assert browser.title == "ProgramBench results"
+    cells = browser.find_elements(By.CSS_SELECTOR, "#table tbody td")
+    assert any(c.text.startswith(hostile[:40]) for c in cells)  # shown as text, not run
+    assert console_errors(browser) == []
