@@ -80,6 +80,9 @@ tools() {
     command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)        # the offline base image
     command -v docker-registry >/dev/null || missing+=(docker-registry)  # the pull tests' registry
     command -v ip >/dev/null || missing+=(iproute2)  # the engine-failure tests' second bridge
+    # tests/test_html.py opens --pb-html in Debian's headless chromium through selenium (dev extra).
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v chromedriver >/dev/null || missing+=(chromium-driver)
     if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 

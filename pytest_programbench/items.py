@@ -90,6 +90,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def instance(pb_instance: Instance, pb_outcome: Any, request: pytest.FixtureRequest) -> None:
     """One ProgramBench instance: passes when its hidden-test score reaches the threshold."""
+    from pytest_programbench import detail
+
     threshold = request.config.stash[SETTINGS_KEY].threshold
+    hidden = detail.of_item(request, pb_instance)
     if pb_outcome.score < threshold:
-        pytest.fail(pb_outcome.failure_reason(threshold), pytrace=False)
+        reason = pb_outcome.failure_reason(threshold) + detail.suffix(hidden, pb_outcome.error_code)
+        pytest.fail(reason, pytrace=False)

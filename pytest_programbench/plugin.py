@@ -41,7 +41,10 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from pytest_programbench import outputs
+
     _settings.add_options(parser)
+    _settings.add_options(parser, outputs.OPTIONS)
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -103,6 +106,7 @@ def pytest_configure(config: pytest.Config) -> None:
             instances={nodeid_of(i): i for i in config.stash[SELECTION_KEY].instances},
             run_dir=config.stash[RUN_DIR_KEY],
         )
+        _register_outputs(config, collector)
         config.pluginmanager.register(collector, "programbench-results")
         if config.get_verbosity() >= 0 and not config.option.collectonly:
             from pytest_programbench.progress import Overall
@@ -136,6 +140,24 @@ def _take_node_ids(config: pytest.Config) -> list[str]:
             taken.append(param)
             config.args.remove(arg)
     return taken
+
+
+def _register_outputs(config: pytest.Config, collector: Any) -> None:
+    """Hidden tests as JUnit, the comparison, HTML: registered before the collector (see outputs.py)."""
+    from pytest_programbench import outputs
+
+    wanted = outputs.resolve(config)
+    if wanted == outputs.Outputs() or config.option.collectonly:
+        return
+    baseline = None
+    if wanted.compare:
+        from pytest_programbench import compare
+
+        try:
+            baseline = compare.load(Path(wanted.compare), Path(config.stash[SELECTION_KEY].tasks_dir))
+        except compare.BaselineInvalid as exc:
+            raise pytest.UsageError(f"programbench: {exc}") from None
+    config.pluginmanager.register(outputs.OutputsPlugin(wanted, collector, baseline), "programbench-outputs")
 
 
 def _stop_on_sigterm() -> None:

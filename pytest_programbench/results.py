@@ -68,6 +68,9 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
         data = verdict_row(inst, outcome, item.config.stash[SETTINGS_KEY].threshold)
         if outcome.findings:
             report.sections.append(("ProgramBench integrity", data["integrity"].replace("; ", "\n")))
+        from pytest_programbench.detail import attach
+
+        attach(item, data)
     elif report.failed and report.when in ("setup", "call"):
         exc = call.excinfo.value if call.excinfo is not None else None
         code = exc.code if isinstance(exc, ProgramBenchError) else type(exc).__name__ if exc else "error"
@@ -303,9 +306,23 @@ class Collector:
             return
         try:
             self.report_path.parent.mkdir(parents=True, exist_ok=True)
-            files.write_text(self.report_path, json.dumps(self.document(), indent=2, default=str))
+            files.write_text(self.report_path, report_text(self.document()))
         except OSError as exc:
             self.write_failure = str(exc) or type(exc).__name__
         else:
             self.write_failure = ""
         self._written = time.monotonic()
+
+
+def report_text(document: dict[str, Any]) -> str:
+    """The report as JSON: indented, but each instance row on one line.
+
+    Rows hold every hidden test that did not pass (up to 247,444 names in a full run), and
+    json's C encoder only runs without ``indent``; so the rows are encoded compactly, in C,
+    and the rest of the document (meta, summary, comparison) is indented as before.
+    """
+    rows = document.get("instances", [])
+    marker = "\u0000pb-rows\u0000"  # a string no key or value of ours holds
+    outline = json.dumps({**document, "instances": marker}, indent=2, default=str)
+    body = "[\n" + ",\n".join("    " + json.dumps(r, default=str) for r in rows) + "\n  ]" if rows else "[]"
+    return outline.replace(json.dumps(marker), body, 1)

@@ -311,9 +311,9 @@ class Settings:
         return " ".join(parts) or "all instances"
 
 
-def add_options(parser: pytest.Parser) -> None:
+def add_options(parser: pytest.Parser, options: Sequence[Option] = ALL_OPTIONS) -> None:
     group = parser.getgroup("programbench", "ProgramBench benchmark (pytest-programbench)")
-    for opt in ALL_OPTIONS:
+    for opt in options:
         if opt.kind == "list":
             group.addoption(opt.flag, action="append", dest=opt.dest, metavar=opt.metavar, help=opt.help)
         elif opt.kind == "bool":

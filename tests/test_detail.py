@@ -1,0 +1,210 @@
+"""Hidden-test detail: the row, the failed item's message and --pb-junit-tests equal the eval.json.
+
+Generated runs of real size (the package's real tests.json, synthetic statuses) are reused
+by sessions without a container; the self-test task is scored for real on the engine.
+Each is checked against programbench's own ``test_results_map`` and, for the JUnit file,
+parsed with junitparser.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import synthruns
+from junitparser import Error, Failure, JUnitXml, Skipped
+
+from pytest_programbench import detail, selftest
+from pytest_programbench.containers import Engine
+
+#: The largest real task: 14,637 counted tests.
+BIG = "johnkerl__miller.8d85b46"
+
+
+def official_map(eval_json: Path, iid: str) -> dict[str, bool]:
+    from programbench.submission import test_results_map
+
+    return test_results_map(eval_json, synthruns.load_task(iid))
+
+
+def kinds_in_eval_json(eval_json: Path, iid: str) -> dict[str, str]:
+    """``branch/name`` -> our kind, from the eval.json filtered as programbench info filters it."""
+    from programbench.eval.eval import EvaluationResult
+    from programbench.utils.load_data import get_active_branches, get_ignored_tests
+
+    task = synthruns.load_task(iid)
+    result = EvaluationResult.model_validate_json(eval_json.read_text())
+    result = result.for_branches(get_active_branches(task)).without_ignored(get_ignored_tests(task))
+    return {t.full_name: detail.KIND_OF[t.status] for t in result.test_results}
+
+
+def kinds_in_detail(hidden: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {f"{b}/{t}": k for b, d in hidden.items() for k in detail.NOT_PASSED for t in d.get(k, ())}
+
+
+def check_row(row: dict[str, Any], eval_json: Path) -> None:
+    iid = row["instance_id"]
+    truth = kinds_in_eval_json(eval_json, iid)
+    assert official_map(eval_json, iid) == {name: kind == "passed" for name, kind in truth.items()}
+    hidden = row["hidden_tests"]
+    assert kinds_in_detail(hidden) == {n: k for n, k in truth.items() if k != "passed"}
+    per_branch = Counter((n.split("/", 1)[0], k) for n, k in truth.items())
+    for branch, d in hidden.items():
+        assert d["counts"] == {k: per_branch[(branch, k)] for k in detail.KINDS}
+    assert sum(detail.totals(hidden).values()) == row["n_tests"] == len(truth)
+    assert detail.totals(hidden)["passed"] == row["n_resolved"]
+
+
+def check_junit(path: Path, rows: dict[str, dict[str, Any]]) -> None:
+    xml = JUnitXml.fromfile(str(path))
+    suites = {suite.name: suite for suite in xml}
+    assert set(suites) == set(rows)
+    for iid, row in rows.items():
+        got = {}
+        for case in suites[iid]:
+            branch = case.classname[len(iid) + 1 :]
+            result = case.result
+            kind = "passed"
+            if result:
+                [r] = result
+                kind = {Failure: "failed", Error: "error"}.get(type(r), "")
+                if isinstance(r, Skipped):
+                    kind = "not_run" if r.type == "not_run" else "skipped"
+            got[f"{branch}/{case.name}"] = kind
+        assert got == kinds_in_eval_json(Path(row["eval_json"]), iid)
+        assert suites[iid].tests == len(got)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> synthruns.Run:
+    ids = [BIG, *synthruns.task_ids()[:4]]
+    return synthruns.make_run(tmp_path_factory.mktemp("synthetic"), ids, seed=1)
+
+
+def run_synthetic(pytester: pytest.Pytester, run: synthruns.Run, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(
+        f"--pb-submissions={run.subs}", f"--pb-output={run.out}", "--pb-pull=never", *args
+    )
+
+
+def test_rows_message_and_junit_equal_the_eval_json_at_real_size(
+    pytester: pytest.Pytester, synthetic: synthruns.Run
+) -> None:
+    report, tests_xml, junit = (pytester.path / n for n in ("report.json", "tests.xml", "junit.xml"))
+    result = run_synthetic(
+        pytester,
+        synthetic,
+        "-n",
+        "2",
+        f"--pb-report={report}",
+        f"--pb-junit-tests={tests_xml}",
+        f"--junitxml={junit}",
+    )
+    rows = {r["instance_id"]: r for r in json.loads(report.read_text())["instances"]}
+    assert set(rows) == set(synthetic.ids), result.stdout.str()
+    assert rows[BIG]["n_tests"] == 14637
+    for iid, row in rows.items():
+        assert row["eval_json"] == str(synthetic.out / iid / f"{iid}.eval.json")
+        check_row(row, Path(row["eval_json"]))
+    check_junit(tests_xml, rows)
+    # A failed item's message: the first three that did not pass per branch, then "and N more".
+    messages = {
+        case.name.split("[", 1)[1].rstrip("]"): case.result[0].message
+        for suite in JUnitXml.fromfile(str(junit))
+        for case in suite
+        if case.result
+    }
+    for iid, row in rows.items():
+        if row["score"] >= 1.0:
+            assert iid not in messages
+            continue
+        first = next(
+            iter(b for b, d in row["hidden_tests"].items() if any(d.get(k) for k in detail.NOT_PASSED))
+        )
+        d = row["hidden_tests"][first]
+        names = [(k, t) for k in detail.NOT_PASSED for t in d.get(k, ())]
+        listed = ", ".join(f"{t} ({k.replace('_', ' ')})" for k, t in names[:3])
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        assert f"did not pass: {first}: {listed}{more}" in messages[iid]
+
+
+def test_describe_lists_the_first_few_by_branch() -> None:
+    hidden = {
+        "b1": {"counts": {}, "failed": ["t1", "t2"], "not_run": ["t3", "t4", "t5"]},
+        "b2": {"counts": {}, "error": ["e1"]},
+        "b3": {"counts": {}},
+        "b4": {"counts": {}, "skipped": ["s1"]},
+        "b5": {"counts": {}, "failed": ["f1"]},
+    }
+    assert detail.describe(hidden) == (
+        "b1: t1 (failed), t2 (failed), t3 (not run) and 2 more; b2: e1 (error); b4: s1 (skipped); "
+        "and 1 more branch(es)"
+    )
+
+
+def test_detail_follows_ignored_tests_and_branches_like_programbench_info(tmp_path: Path) -> None:
+    # A task with ignored tests: they are in eval.json but must not be counted or listed.
+    iid = next(
+        i
+        for i in synthruns.task_ids()
+        if any(b.get("ignored_tests") for b in synthruns.load_task(i)["branches"].values())
+    )
+    path = tmp_path / f"{iid}.eval.json"
+    data = synthruns.eval_result(iid, seed=3)
+    data["test_results"].append({"name": "stray", "branch": "not-a-branch", "status": "failure", "extra": {}})
+    data["test_branches"] = [*data["test_branches"], "not-a-branch"]  # scoped: the stray one drops
+    path.write_text(json.dumps(data))
+    hidden = detail.for_instance(path, synthruns.load_task(iid))
+    assert hidden is not None
+    truth = kinds_in_eval_json(path, iid)
+    assert kinds_in_detail(hidden) == {n: k for n, k in truth.items() if k != "passed"}
+    assert sum(detail.totals(hidden).values()) == len(official_map(path, iid))
+    assert detail.for_instance(tmp_path / "missing.eval.json", synthruns.load_task(iid)) is None
+
+
+def test_selftest_partial_submission_detail_on_the_engine(
+    pytester: pytest.Pytester,
+    engine: Engine,
+    selftest_image: str,
+    reference_executable: bytes,
+    selftest_blobs: Path,
+) -> None:
+    from conftest import clone_selftest
+
+    tasks, blobs, [good, half] = clone_selftest(engine, pytester.path / "clone", ["good", "half"])
+    runs = pytester.path / "runs"
+    selftest.write_submission("correct", runs / good, reference_executable)
+    selftest.write_submission("partial", runs / half, reference_executable)
+    report, tests_xml = pytester.path / "report.json", pytester.path / "tests.xml"
+    result = pytester.runpytest_subprocess(
+        f"--pb-tasks-dir={tasks}",
+        f"--pb-submissions={runs}",
+        f"--pb-blob-dir={blobs}",
+        f"--pb-output={pytester.path / 'out'}",
+        f"--pb-report={report}",
+        f"--pb-junit-tests={tests_xml}",
+        "--pb-cpus=1",
+        "--pb-pull=never",
+        "-n",
+        "2",
+    )
+    rows = {r["instance_id"]: r for r in json.loads(report.read_text())["instances"]}
+    assert (rows[half]["n_resolved"], rows[half]["n_tests"]) == selftest.EXPECTED["partial"][:2]
+    from programbench.submission import test_results_map
+    from programbench.utils.load_data import _load_single_instance
+
+    for iid, row in rows.items():
+        eval_json = Path(row["eval_json"])
+        official = test_results_map(eval_json, _load_single_instance(tasks / iid, include_tests=True))
+        failing = {n for n, ok in official.items() if not ok}
+        assert set(detail.not_passed(row["hidden_tests"])) == failing
+        assert sum(detail.totals(row["hidden_tests"]).values()) == len(official)
+    assert len(detail.not_passed(rows[half]["hidden_tests"])) == 3
+    first = sorted(detail.not_passed(rows[half]["hidden_tests"]))[0].split("/", 1)[1]
+    result.stdout.fnmatch_lines([f"*did not pass: *{first}*"])
+    suites = {s.name: s for s in JUnitXml.fromfile(str(tests_xml))}
+    assert suites[half].tests == 18 and suites[half].failures + suites[half].errors == 3
+    assert suites[good].tests == 18 and suites[good].failures == 0
