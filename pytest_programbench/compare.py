@@ -68,7 +68,8 @@ def from_rows(rows: Sequence[dict[str, Any]]) -> dict[str, Entry]:
     """Report rows -> one entry per instance (mean score over attempts; first attempt's tests)."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        grouped.setdefault(str(r["instance_id"]), []).append(r)
+        if r.get("outcome") != "not_run":  # no verdict: not a score to compare (it shows as "gone")
+            grouped.setdefault(str(r["instance_id"]), []).append(r)
     out = {}
     for iid, rs in grouped.items():
         rs.sort(key=lambda r: r.get("attempt", 1))
