@@ -176,19 +176,17 @@ def test_a_missing_model_is_a_clear_error(
     clean_model_env: None,
     config: dict[str, Any] | None,
 ) -> None:
-    args = ["--pb-selftest", "--pb-agent=mini-swe-agent"]
+    args = ["--pb-selftest", "--pb-agent=mini-swe-agent", f"--pb-output={pytester.path / 'run'}"]
     if config is not None:
         args.append(f"--pb-agent-config={write_yaml(pytester.path / 'agent.yaml', config)}")
-    result, document = run_session(pytester, *args)
+    result = pytester.runpytest_subprocess(*args)
 
-    result.assert_outcomes(errors=1)
-    row = only_row(document)
-    assert (row["outcome"], row["error_code"], row["score"]) == ("error", "agent_unavailable", 0.0)
-    assert row["message"].startswith("agent 'mini-swe-agent' cannot be loaded: no model is set")
-    assert "--pb-model" in row["message"]
-    result.stdout.fnmatch_lines([f"  {INSTANCE}: agent 'mini-swe-agent' cannot be loaded: no model is set*"])
-    assert not (pytester.path / "run" / INSTANCE / f"{INSTANCE}.traj.json").exists()
-    assert_no_container_left(engine, document)
+    # Found by the preflight, once, before any container: one line and a usage error.
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    (line,) = [x for x in result.errlines if x.startswith("ERROR:")]
+    assert line.startswith("ERROR: programbench: agent 'mini-swe-agent' cannot be loaded: no model is set")
+    assert "--pb-model" in line
+    assert not (pytester.path / "run" / INSTANCE).exists()
 
 
 def test_a_command_over_the_environment_timeout_is_killed_and_the_agent_goes_on(
