@@ -7,7 +7,35 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+# The vocabularies, each defined here once: settings parse against them, tasks normalise
+# to them, markers and aggregates are ordered by them, rows carry their values.
+
+#: ProgramBench's own spelling (task.yaml ``language``) -> the name we show and mark with.
+LANGUAGE_ALIASES: dict[str, str] = {
+    "rust": "rust",
+    "rs": "rust",
+    "go": "go",
+    "golang": "go",
+    "c": "c",
+    "cpp": "cpp",
+    "c++": "cpp",
+    "cxx": "cpp",
+    "haskell": "haskell",
+    "hs": "haskell",
+    "java": "java",
+}
+LANGUAGES = ("rust", "go", "c", "cpp", "haskell", "java")
+#: How the prompt names each language ("was written in C++").
 LANGUAGE_NAMES = {"rust": "Rust", "go": "Go", "c": "C", "cpp": "C++", "haskell": "Haskell", "java": "Java"}
+DIFFICULTIES = ("easy", "medium", "hard", "unrated")  # unrated: a task.yaml without a difficulty
+#: What a score means (category_of), best first; an item that scored ends as one of these.
+CATEGORIES = ("resolved", "almost", "partial", "zero")
+#: An item with no score: harness trouble, a dead worker, a session cut short. Counts 0.
+ERROR = "error"
+#: Every value of a verdict's ``outcome`` (and a row's): the categories, then ERROR.
+OUTCOMES = (*CATEGORIES, ERROR)
+#: The progress letter pytest prints for each category.
+LETTERS = {"resolved": "R", "almost": "A", "partial": "P", "zero": "Z"}
 
 PROMPT = """\
 Rebuild a program from its behaviour.

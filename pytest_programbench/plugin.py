@@ -113,7 +113,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "programbench(language, difficulty): a ProgramBench instance (added by pytest-programbench)",
     )
-    for name in (*_settings.LANGUAGES, *_settings.DIFFICULTIES):
+    from pytest_programbench.model import DIFFICULTIES, LANGUAGES
+
+    for name in (*LANGUAGES, *DIFFICULTIES):
         config.addinivalue_line("markers", f"{name}: ProgramBench instances that are {name}")
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_programbench.integrity import Finding
-from pytest_programbench.model import Selection
-from pytest_programbench.settings import DIFFICULTIES, LANGUAGES, Settings
+from pytest_programbench.model import DIFFICULTIES, ERROR, LANGUAGES, OUTCOMES, Selection
+from pytest_programbench.settings import Settings
 
 
 def header_lines(settings: Settings, selection: Selection) -> list[str]:
@@ -82,7 +82,7 @@ def summary_lines(
         f"{'cost':>7} {'time':>7}  outcome"
     ]
     for r in rows:
-        error = r["outcome"] == "error"
+        error = r["outcome"] == ERROR
         passed = "-" if error else f"{r['n_resolved']}/{r['n_tests']}"
         score = "-" if error else f"{r['score']:.2f}"
         steps = "" if r.get("agent_steps") is None else str(r["agent_steps"])
@@ -107,7 +107,7 @@ def summary_lines(
     )
     out.append(line)
     out.extend(_resume_lines(rows, summary))
-    errors = [r for r in rows if r["outcome"] == "error"]
+    errors = [r for r in rows if r["outcome"] == ERROR]
     if errors:
         out.append("errors count as score 0 in the mean (the official rule); their causes:")
         out.extend(f"  {_label(r)}: {r.get('message') or r.get('error_code')}" for r in errors)
@@ -183,7 +183,7 @@ def per_instance(rows: list[dict[str, Any]], threshold: float) -> dict[str, dict
         iid: {
             "attempts": len(rs),
             "mean_score": sum(r["score"] for r in rs) / len(rs),
-            "passed_any": any(r["outcome"] != "error" and r["score"] >= threshold for r in rs),
+            "passed_any": any(r["outcome"] != ERROR and r["score"] >= threshold for r in rs),
         }
         for iid, rs in grouped.items()
     }
@@ -201,7 +201,7 @@ def aggregates(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]
             "mean_score": sum(r["score"] for r in rs) / len(rs),
             "resolved": sum(r["outcome"] == "resolved" for r in rs),
             "almost": sum(r["outcome"] == "almost" for r in rs),
-            "errors": sum(r["outcome"] == "error" for r in rs),
+            "errors": sum(r["outcome"] == ERROR for r in rs),
         }
         for name, rs in sorted(groups.items(), key=lambda kv: _order(key, kv[0]))
     }
@@ -222,10 +222,6 @@ def _aggregate_lines(summary: dict[str, Any]) -> list[str]:
                 + (f"  errors {agg['errors']}" if agg["errors"] else "")
             )
     return out
-
-
-#: Every value of a row's "outcome": the score categories, then harness errors.
-OUTCOMES = ("resolved", "almost", "partial", "zero", "error")
 
 
 def totals(

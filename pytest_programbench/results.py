@@ -18,12 +18,10 @@ import pytest
 from pytest_programbench import files
 from pytest_programbench.errors import ProgramBenchError
 from pytest_programbench.keys import SETTINGS_KEY
-from pytest_programbench.model import Instance, Outcome
+from pytest_programbench.model import CATEGORIES, ERROR, LETTERS, OUTCOMES, Instance, Outcome
 
 REPORT_ATTR = "programbench"
 REPORT_EVERY_SECONDS = 1.0
-CATEGORIES = ("resolved", "almost", "partial", "zero")
-LETTERS = {"resolved": "R", "almost": "A", "partial": "P", "zero": "Z"}
 #: Per-testcase JUnit properties: (property, report key); always written.
 JUNIT_PROPERTIES = (
     ("pb_score", "score"),
@@ -108,7 +106,7 @@ def error_row(base: dict[str, Any], code: str, message: str) -> dict[str, Any]:
         "score": 0.0,
         "n_resolved": 0,
         "n_tests": 0,
-        "outcome": "error",
+        "outcome": ERROR,
         "error_code": code,
         "message": message,
         "eval_seconds": 0.0,
@@ -175,7 +173,7 @@ class Collector:
             data = error_row(base_row(inst), "worker_crashed" if crashed else "no_verdict", message)
         if isinstance(data, dict):
             key = (data["instance_id"], data["attempt"])
-            if data.get("outcome") != "error" or key not in self.rows:
+            if data.get("outcome") != ERROR or key not in self.rows:
                 self.rows[key] = data  # a teardown error never hides the item's verdict
             # Current within a second, without rewriting the whole file per item (N^2 on big runs).
             if time.monotonic() - self._written >= REPORT_EVERY_SECONDS:
@@ -207,7 +205,7 @@ class Collector:
                 self.rows[(inst.instance_id, inst.attempt)] = error_row(base_row(inst), "not_run", cause)
 
     def suite_properties(self) -> list[tuple[str, object]]:
-        from pytest_programbench.reporting import OUTCOMES, totals
+        from pytest_programbench.reporting import totals
 
         summary = totals(list(self.rows.values()), threshold=self.threshold, integrity=self.integrity)
         props: list[tuple[str, object]] = [

@@ -17,22 +17,8 @@ from typing import Any
 
 import pytest
 
-#: ProgramBench's own spelling (task.yaml ``language``) -> the name we show and mark with.
-LANGUAGE_ALIASES: dict[str, str] = {
-    "rust": "rust",
-    "rs": "rust",
-    "go": "go",
-    "golang": "go",
-    "c": "c",
-    "cpp": "cpp",
-    "c++": "cpp",
-    "cxx": "cpp",
-    "haskell": "haskell",
-    "hs": "haskell",
-    "java": "java",
-}
-LANGUAGES = ("rust", "go", "c", "cpp", "haskell", "java")
-DIFFICULTIES = ("easy", "medium", "hard", "unrated")
+from pytest_programbench.model import DIFFICULTIES, LANGUAGE_ALIASES
+
 DEFAULT_IMAGE_TAG = "task_cleanroom_v6"
 # mini-swe-agent's ProgramBench config keeps a task container 7 h; the agent gets the same bound.
 DEFAULT_AGENT_TIMEOUT = 7 * 3600

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from pytest_programbench.model import Instance, Selection
-from pytest_programbench.settings import LANGUAGE_ALIASES, Settings
+from pytest_programbench.model import LANGUAGE_ALIASES, Instance, Selection
+from pytest_programbench.settings import Settings
 
 #: The package's test fixture, not a benchmark task (its tests.json names do not
 #: even match pytest's JUnit names).
