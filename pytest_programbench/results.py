@@ -60,24 +60,16 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
     inst = instance_of(item)
     if inst is None:
         return
-    base = base_row(inst)
     outcome = item.funcargs.get("pb_outcome") if hasattr(item, "funcargs") else None
     if report.when == "call" and isinstance(outcome, Outcome):
-        data = {**base, **outcome.to_dict(), "outcome": outcome.category}
-        threshold = item.config.stash[SETTINGS_KEY].threshold
-        if outcome.score < threshold:
-            data["reason"] = outcome.failure_reason(threshold)
+        data = row_of(outcome, item.config.stash[SETTINGS_KEY].threshold)
         if outcome.findings:
-            from pytest_programbench.integrity import describe
-
-            data["integrity"] = describe(outcome.findings, limit=len(outcome.findings))
-            data.setdefault("reason", f"integrity: {describe(outcome.findings)}")
             report.sections.append(("ProgramBench integrity", data["integrity"].replace("; ", "\n")))
     elif report.failed and report.when in ("setup", "call"):
         exc = call.excinfo.value if call.excinfo is not None else None
         code = exc.code if isinstance(exc, ProgramBenchError) else type(exc).__name__ if exc else "error"
         message = str(exc).splitlines()[0] if exc is not None and str(exc) else code
-        data = error_row(base, code, message)
+        data = error_row(inst, code, message)
     else:
         return
     setattr(report, REPORT_ATTR, data)
@@ -90,28 +82,27 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
             item.user_properties.append((name, data[key]))
 
 
-def base_row(inst: Instance) -> dict[str, Any]:
-    return {
-        "instance_id": inst.instance_id,
-        "attempt": inst.attempt,
-        "language": inst.language,
-        "difficulty": inst.difficulty,
-    }
+def row_of(outcome: Outcome, threshold: float = 1.0) -> dict[str, Any]:
+    """A verdict as the reports carry it: its flat fields, plus the words a reader needs.
+
+    ``integrity`` is the audit's findings in one line ("" without any); ``reason``, why
+    a scored item did not pass (or what the audit found), is there only when there is one.
+    """
+    data = outcome.to_dict()
+    data["integrity"] = ""
+    if outcome.outcome != ERROR and outcome.score < threshold:
+        data["reason"] = outcome.failure_reason(threshold)
+    if outcome.findings:
+        from pytest_programbench.integrity import describe
+
+        data["integrity"] = describe(outcome.findings, limit=len(outcome.findings))
+        data.setdefault("reason", f"integrity: {describe(outcome.findings)}")
+    return data
 
 
-def error_row(base: dict[str, Any], code: str, message: str) -> dict[str, Any]:
+def error_row(inst: Instance, code: str, message: str) -> dict[str, Any]:
     """A row for an item that has no score: harness trouble, a dead worker, a run cut short."""
-    return {
-        **base,
-        "score": 0.0,
-        "n_resolved": 0,
-        "n_tests": 0,
-        "outcome": ERROR,
-        "error_code": code,
-        "message": message,
-        "eval_seconds": 0.0,
-        "integrity": "",
-    }
+    return row_of(Outcome.error(inst, code, message))
 
 
 def teststatus(report: pytest.TestReport) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
@@ -170,7 +161,7 @@ class Collector:
             message = text[0] if text else "the item failed without a verdict"
             if crashed:
                 message += "; it counts 0: rerun it (finished work resumes from the run directory)"
-            data = error_row(base_row(inst), "worker_crashed" if crashed else "no_verdict", message)
+            data = error_row(inst, "worker_crashed" if crashed else "no_verdict", message)
         if isinstance(data, dict):
             key = (data["instance_id"], data["attempt"])
             if data.get("outcome") != ERROR or key not in self.rows:
@@ -202,7 +193,7 @@ class Collector:
         for nodeid in sorted(self.expected):
             inst = self.instances[nodeid]
             if (inst.instance_id, inst.attempt) not in self.rows:
-                self.rows[(inst.instance_id, inst.attempt)] = error_row(base_row(inst), "not_run", cause)
+                self.rows[(inst.instance_id, inst.attempt)] = error_row(inst, "not_run", cause)
 
     def suite_properties(self) -> list[tuple[str, object]]:
         from pytest_programbench.reporting import totals

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pytest_programbench import files
-from pytest_programbench.model import AgentRun, Instance, Outcome
+from pytest_programbench.model import AgentRun, Instance, Outcome, agent_run_of
 from pytest_programbench.submissions import ARCHIVE_NAME
 
 AGENT_MARKER = "agent.json"
@@ -146,11 +146,7 @@ def plan(
 def reused(outcome: Outcome, previous: dict[str, Any]) -> Outcome:
     """A verdict taken over from a previous session: what eval.json does not hold, as recorded.
 
-    That is the agent's figures, the scoring time, the integrity findings and the image scored.
+    That is the agent run, the scoring time, the integrity findings and the image scored.
     """
-    kept = {f.name for f in fields(Outcome) if f.name.startswith("agent")} | {
-        "eval_seconds",
-        "findings",
-        "image_id",
-    }
-    return replace(outcome, reused=True, **{k: v for k, v in previous.items() if k in kept})
+    kept = {k: previous[k] for k in ("eval_seconds", "findings", "image_id") if k in previous}
+    return replace(outcome, reused=True, agent=agent_run_of(previous) or outcome.agent, **kept)

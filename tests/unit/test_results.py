@@ -56,7 +56,7 @@ def test_junit_properties_always_and_when_known() -> None:
 
 def test_agent_figures_reach_the_junit_properties() -> None:
     run = AgentRun(name="mini-swe-agent", seconds=3.0, steps=7, cost=0.5)
-    item = fake_item(INST, outcome(1.0).with_agent(run))
+    item = fake_item(INST, outcome(1.0, agent=run))
     data = recorded(item, fake_report(), fake_call())
     props = dict(item.user_properties)
     assert (props["pb_agent"], props["pb_agent_steps"], props["pb_agent_cost"]) == ("mini-swe-agent", 7, 0.5)
@@ -107,12 +107,10 @@ def test_error_rows_carry_every_junit_property() -> None:
 
 def test_error_rows_have_the_keys_of_a_verdict_row() -> None:
     scored = recorded(fake_item(INST, outcome(1.0)), fake_report(), fake_call())
-    err = results.error_row(results.base_row(INST), "not_run", "never ran")
+    err = results.error_row(INST, "not_run", "never ran")
     assert scored is not None
-    missing = {"instance_id", "attempt", "language", "difficulty", "score", "n_resolved", "n_tests"}
-    missing |= {"outcome", "error_code", "eval_seconds"}
-    assert missing <= set(err) and missing <= set(scored)
-    assert err["message"] == "never ran"
+    assert list(err) == list(scored)
+    assert (err["message"], err["outcome"], err["integrity"]) == ("never ran", "error", "")
 
 
 @pytest.mark.parametrize(
@@ -149,7 +147,7 @@ def tally(tmp_path: Path | None = None) -> results.Collector:
 
 def scored_report(score: float, when: str = "call") -> pytest.TestReport:
     report = fake_report(when, nodeid=NODE)
-    report.programbench = {**results.base_row(INST), "score": score, "outcome": "partial"}  # type: ignore[attr-defined]
+    report.programbench = results.row_of(Outcome.from_score(INST, score=score, n_resolved=1, n_tests=2))  # type: ignore[attr-defined]
     return report
 
 
@@ -171,7 +169,7 @@ def test_a_teardown_error_never_hides_the_verdict() -> None:
     t = tally()
     t.pytest_runtest_logreport(scored_report(0.5))
     teardown = fake_report("teardown", "failed", nodeid=NODE)
-    teardown.programbench = results.error_row(results.base_row(INST), "boom", "boom")  # type: ignore[attr-defined]
+    teardown.programbench = results.error_row(INST, "boom", "boom")  # type: ignore[attr-defined]
     t.pytest_runtest_logreport(teardown)
     assert t.rows[(INST.instance_id, 1)]["score"] == 0.5
 

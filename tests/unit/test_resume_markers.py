@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from pytest_programbench import resume
@@ -37,7 +38,7 @@ def scored_dir(tmp_path: Path, text: str = COMPLETE) -> Path:
     outcome = Outcome.from_score(
         INST, score=0.5, n_resolved=2, n_tests=3, eval_seconds=9.0, image_id="sha256:x"
     )
-    resume.mark_scored(d, outcome.with_agent(AgentRun("mini-swe-agent", 60.0, steps=3)), None)
+    resume.mark_scored(d, replace(outcome, agent=AgentRun("mini-swe-agent", 60.0, steps=3)), None)
     return d
 
 
@@ -148,7 +149,19 @@ def test_reused_takes_the_recorded_agent_figures_and_marks_it_reused(tmp_path: P
     fresh = Outcome.from_score(INST, score=0.5, n_resolved=2, n_tests=3)
     again = resume.reused(fresh, previous)
     assert again.reused
-    assert (again.agent, again.agent_seconds, again.agent_steps) == ("mini-swe-agent", 60.0, 3)
+    assert again.agent == AgentRun("mini-swe-agent", 60.0, steps=3)
     assert (again.eval_seconds, again.image_id) == (9.0, "sha256:x")
     # What eval.json holds comes from eval.json, not from the marker.
     assert resume.reused(fresh, {**previous, "score": 1.0}).score == 0.5
+
+
+def test_a_marker_written_before_the_agent_run_was_nested_still_gives_its_figures() -> None:
+    old = {
+        "agent": "command",
+        "agent_seconds": 5.0,
+        "agent_timed_out": True,
+        "category": "zero",
+        "eval_seconds": 2,
+    }
+    fresh = Outcome.from_score(INST, score=0.0, n_resolved=0, n_tests=3)
+    assert resume.reused(fresh, old).agent == AgentRun("command", 5.0, timed_out=True)
