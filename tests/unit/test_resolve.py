@@ -145,7 +145,10 @@ def test_bad_values_are_usage_errors_naming_the_flag(
 
 def test_an_ini_error_names_the_ini_option(pytester: pytest.Pytester, tasks: str) -> None:
     pytester.makeini("[pytest]\npb_threshold = high\n")
-    with pytest.raises(pytest.UsageError, match=r"ini option pb_threshold='high' is not valid"):
+    with pytest.raises(pytest.UsageError, match=r"ini option pb_threshold.* is not valid.*'high'"):
+        resolved(pytester, tasks)
+    pytester.makeini("[pytest]\npb_attempts = 0\n")
+    with pytest.raises(pytest.UsageError, match=r"ini option pb_attempts.* is not valid"):
         resolved(pytester, tasks)
 
 
@@ -160,8 +163,15 @@ def test_selftest_scripts_its_agent_unless_one_is_named(pytester: pytest.Pyteste
     assert resolved(pytester, "--pb-selftest", "--pb-agent=none").agent == "none"
 
 
-def test_every_option_is_in_help_with_its_ini_twin(pytester: pytest.Pytester) -> None:
-    text = pytester.runpytest("--help").stdout.str()
+def test_every_option_is_in_help_with_its_ini_twin_and_default(pytester: pytest.Pytester) -> None:
+    text = " ".join(pytester.runpytest("--help").stdout.str().split())
     for opt in ALL_OPTIONS:
-        assert opt.flag in text
+        assert opt.default, f"{opt.flag} has no default to show"
+        assert f"{opt.flag}" in text and f"(default: {opt.default})" in text
         assert f"{opt.dest} " in text or f"{opt.dest} (" in text
+
+
+def test_every_option_fills_a_settings_field_or_is_a_rule() -> None:
+    fields = set(Settings.__dataclass_fields__)
+    for opt in ALL_OPTIONS:
+        assert (opt.field in fields) if opt.parse else opt.dest in ("pb_selftest", "pb_cleanup")
