@@ -94,17 +94,17 @@ def pytest_configure(config: pytest.Config) -> None:
             lock.acquire()
             config.pluginmanager.register(lock, "programbench-runlock")
         from pytest_programbench.items import nodeid_of
-        from pytest_programbench.results import Collector
+        from pytest_programbench.results import Tally
 
         report = Path(settings.report_file) if settings.report_file else None
-        collector = Collector(
+        tally = Tally(
             report,
             _report_meta(config),
             threshold=settings.threshold,
             integrity=settings.integrity,
             instances={nodeid_of(i): i for i in config.stash[SELECTION_KEY].instances},
         )
-        config.pluginmanager.register(collector, "programbench-results")
+        config.pluginmanager.register(tally, "programbench-results")
         if not settings.keep:  # replay starts scoring containers too
             from pytest_programbench.sandbox import LeftoverSweep
 

@@ -115,8 +115,8 @@ def teststatus(report: pytest.TestReport) -> tuple[str, str, tuple[str, dict[str
     return category, LETTERS[category], (word, color)
 
 
-class Collector:
-    """Controller-side: gathers every item's verdict from the reports as they arrive.
+class Tally:
+    """Controller-side tally of the verdicts (not a pytest collector): one row per item, from its reports.
 
     With ``report_path`` it also keeps the ``--pb-report`` JSON current, written
     atomically after each verdict and once more at the end. The aggregates become

@@ -139,8 +139,8 @@ def test_teststatus_uses_the_category_and_its_letter() -> None:
     assert results.teststatus(error) is None
 
 
-def tally(tmp_path: Path | None = None) -> results.Collector:
-    return results.Collector(
+def tally(tmp_path: Path | None = None) -> results.Tally:
+    return results.Tally(
         tmp_path / "report.json" if tmp_path else None, {"run_id": "r1"}, instances={NODE: INST}
     )
 
@@ -214,7 +214,7 @@ def test_the_json_report_is_written_whole_with_rows_and_summary(tmp_path: Path) 
 
 def test_a_report_that_cannot_be_written_is_remembered_not_raised(tmp_path: Path) -> None:
     (tmp_path / "blocker").write_text("a file where a directory should be")
-    t = results.Collector(tmp_path / "blocker" / "report.json", instances={NODE: INST})
+    t = results.Tally(tmp_path / "blocker" / "report.json", instances={NODE: INST})
     t.write_report()
     assert t.write_failure
     t.report_path = tmp_path / "report.json"
