@@ -150,11 +150,11 @@ def pb_submission(
 
 @pytest.fixture
 def pb_agent(pb_instance: Instance, pytestconfig: pytest.Config) -> Any:
-    """The agent for this instance: a ``pytest_programbench_agent`` hook's answer, else ``--pb-agent``.
+    """The agent for this instance, as the ``pytest_programbench_agent`` hook answers.
 
     Override in conftest.py to hand every instance your own agent (a callable
-    ``(instance, sandbox)`` or an object with ``run(instance, sandbox)``); an overridden
-    fixture wins over hooks and ``--pb-agent``.
+    ``(instance, sandbox)`` or an object with ``run(instance, sandbox)``); which answer
+    wins is stated in agents.py.
     """
     from pytest_programbench.errors import NoAgent
 

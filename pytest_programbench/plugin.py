@@ -197,10 +197,10 @@ def pytest_collection_modifyitems(
 
 @pytest.hookimpl(trylast=True)
 def pytest_programbench_agent(config: pytest.Config, instance: Any) -> Any:
-    # Last in line: a conftest's hook (or an overridden pb_agent fixture) wins over --pb-agent.
-    from pytest_programbench.agents import resolve
+    # trylast: --pb-agent is the last answer (which agent wins: agents.py's docstring).
+    from pytest_programbench.agents import from_settings
 
-    return resolve(config.stash[SETTINGS_KEY], config.stash[RUN_DIR_KEY] / instance.rel_dir)
+    return from_settings(config.stash[SETTINGS_KEY], config.stash[RUN_DIR_KEY] / instance.rel_dir)
 
 
 @pytest.hookimpl(wrapper=True)

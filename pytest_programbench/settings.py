@@ -193,8 +193,8 @@ OTHER_OPTIONS = (
     Option(
         "--pb-agent",
         "Agent that solves each instance: none, command, mini-swe-agent, or module:attr (a callable "
-        "(instance, sandbox) or an object with run(instance, sandbox)). A conftest.py "
-        "pytest_programbench_agent hook or pb_agent fixture takes precedence",
+        "(instance, sandbox) or an object with run(instance, sandbox)); conftest.py may choose "
+        "instead (see the README: Running an agent)",
         default="none given: the item errors unless a hook or fixture names one",
         field="agent",
         parse=_plain(lambda v, w: parse_agent(v, w)),
