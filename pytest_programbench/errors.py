@@ -194,6 +194,15 @@ class DiskLimitExceeded(ProgramBenchError):
         self.instance_id = instance_id
 
 
+class SelectionInvalid(ProgramBenchError):
+    """The task selection cannot be made (an unreadable task.yaml, a tasks dir without tasks).
+
+    Raised before any item exists, so plugin.py turns it into a usage error.
+    """
+
+    code = "selection_invalid"
+
+
 class TaskInvalid(ProgramBenchError):
     code = "task_invalid"
 

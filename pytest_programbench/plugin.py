@@ -70,8 +70,12 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     _stop_on_sigterm()
     from pytest_programbench import tasks
+    from pytest_programbench.errors import SelectionInvalid
 
-    config.stash[SELECTION_KEY] = tasks.select(settings)
+    try:
+        config.stash[SELECTION_KEY] = tasks.select(settings)
+    except SelectionInvalid as exc:
+        raise pytest.UsageError(f"programbench: {exc}") from None
     from pytest_programbench import fixtures
 
     config.pluginmanager.register(fixtures, "programbench-fixtures")

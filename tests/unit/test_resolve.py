@@ -175,3 +175,9 @@ def test_every_option_fills_a_settings_field_or_is_a_rule() -> None:
     fields = set(Settings.__dataclass_fields__)
     for opt in ALL_OPTIONS:
         assert (opt.field in fields) if opt.parse else opt.dest in ("pb_selftest", "pb_cleanup")
+
+
+def test_a_selection_that_cannot_be_made_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    (pytester.path / "empty").mkdir()
+    with pytest.raises(pytest.UsageError, match=r"^programbench: --pb-tasks-dir .*empty holds no tasks"):
+        resolved(pytester, "--pb-tasks-dir=empty")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_programbench import tasks
-from pytest_programbench.errors import TaskInvalid
+from pytest_programbench.errors import SelectionInvalid, TaskInvalid
 from pytest_programbench.settings import Settings
 
 from .support import instance, write_task
@@ -97,7 +97,7 @@ def test_replay_with_a_selection_names_what_it_leaves_out(tasks_dir: Path, tmp_p
 
 
 def test_an_empty_tasks_dir_is_a_usage_error(tmp_path: Path) -> None:
-    with pytest.raises(pytest.UsageError, match=r"holds no tasks; expected <dir>/<instance_id>/task\.yaml"):
+    with pytest.raises(SelectionInvalid, match=r"holds no tasks; expected <dir>/<instance_id>/task\.yaml"):
         tasks.select(Settings(active=True, tasks_dir=str(tmp_path)))
 
 
@@ -112,7 +112,7 @@ def test_an_empty_tasks_dir_is_a_usage_error(tmp_path: Path) -> None:
 )
 def test_a_bad_task_yaml_names_the_file(tmp_path: Path, text: str, message: str) -> None:
     write_task(tmp_path, "x__bad.1", text)
-    with pytest.raises(pytest.UsageError, match=message) as info:
+    with pytest.raises(SelectionInvalid, match=message) as info:
         tasks.load_instances(tmp_path, image_tag="t", skip_fixtures=False)
     assert str(tmp_path / "x__bad.1" / "task.yaml") in str(info.value)
 
