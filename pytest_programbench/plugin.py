@@ -110,8 +110,6 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         config.pluginmanager.register(tally, "programbench-results")
         if not settings.keep:  # replay starts scoring containers too
-            from pytest_programbench.sandbox import LeftoverSweep
-
             config.pluginmanager.register(LeftoverSweep(run_id), "programbench-sweep")
     config.addinivalue_line(
         "markers",
@@ -170,6 +168,44 @@ def _versions(agent: str) -> dict[str, str]:
         except PackageNotFoundError:
             found[name] = "not installed"
     return found
+
+
+class LeftoverSweep:
+    """Controller-only: at the end, remove what a killed xdist worker or a stop could not.
+
+    That is agent and scoring containers, and the images the evaluator commits (they carry
+    the scoring container's labels).
+
+    A worker removes its sandbox when the item ends; one that dies mid-item (OOM, kill -9)
+    leaves it running. Every worker is gone by the controller's sessionfinish, so anything
+    still labelled with this run is a leftover.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if session.testscollected == 0:
+            return
+        from pytest_programbench.containers import LABEL_RUN, Engine
+
+        reporter = session.config.pluginmanager.getplugin("terminalreporter")
+        try:
+            with Engine() as engine:
+                removed = engine.sweep({LABEL_RUN: self.run_id})
+        except Exception as exc:  # the summary matters more than the sweep; --pb-cleanup can finish it
+            if reporter is not None:
+                reporter.write_line(
+                    f"programbench: sweeping this run's containers failed ({exc}); "
+                    "`pytest --pb-cleanup` removes leftovers"
+                )
+            return
+        if removed and reporter is not None:
+            reporter.write_line(
+                f"programbench: removed {removed} container(s) and image(s) a crashed worker "
+                "or an interruption left behind"
+            )
 
 
 class XdistHooks:
