@@ -69,6 +69,24 @@ class HiddenTestsMissing(ProgramBenchError):
         self.branch = branch
 
 
+class HiddenTestsUnavailable(HiddenTestsMissing):
+    """The Hub could not be asked (unreachable, offline without a cached copy, access refused).
+
+    A subclass of :class:`HiddenTestsMissing` so callers that handle "no archive" handle
+    this too; the message says why the Hub could not help and what to do about it.
+    """
+
+    code = "hidden_tests_unavailable"
+
+    def __init__(self, instance_id: str, where: str, detail: str, fix: str, branch: str = "") -> None:
+        # Skip HiddenTestsMissing.__init__: its message is about a branch the Hub lacks.
+        ProgramBenchError.__init__(
+            self, f"cannot get the hidden tests of {instance_id} from {where}: {detail}", fix
+        )
+        self.instance_id = instance_id
+        self.branch = branch  # the first archive known to be needed, when there is one
+
+
 class SubmissionInvalid(ProgramBenchError):
     code = "invalid_submission"
 
