@@ -173,6 +173,9 @@ class Tally:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         # tryfirst: before junitxml's own sessionfinish writes the file.
+        # Private pytest API, used here only: the stash key of the --junitxml writer, the one
+        # way to add suite-level properties from the controller (record_testsuite_property is
+        # a fixture, per worker). Checked by tests/unit/test_private_apis.py.
         from _pytest.junitxml import xml_key
 
         self.add_missing(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)

@@ -185,6 +185,8 @@ def summarise_existing(instance: Instance, eval_json: Path, *, task: dict[str, A
     its log (with the current tests.json) and rewrites eval.json when it can; it runs
     on a copy here so the rewrite replaces the file whole or not at all.
     """
+    # Private programbench API, used here only (pinned by pyproject's programbench<1.3 and
+    # checked by tests/unit/test_private_apis.py): it is what `programbench eval` runs.
     from programbench.eval.eval_batch import _summary_from_existing
     from programbench.utils.load_data import get_active_branches, get_ignored_branches, get_ignored_tests
 
@@ -280,10 +282,13 @@ def _evaluator_class(
 ) -> Any:
     """The official Evaluator, observed: progress lines, and the integrity audit's looks.
 
-    Only observes: each override calls the original unchanged and returns what it
-    returned; the audit reads containers through the engine and never raises. Should a
-    programbench release rename these methods, the evaluator still runs and we are just
-    blinder (the audit then records nothing for that step).
+    Private programbench API, used here only: the Evaluator's ``_compile_executable``,
+    ``_run_step``, ``_evaluate_branch``, ``_run_test_branch`` and ``_copy_file_from_container``
+    (tests/unit/test_private_apis.py checks they exist). Only observes: each override calls
+    the original unchanged and returns what it returned; the audit reads containers through
+    the engine and never raises. Should a programbench release rename these methods, the
+    evaluator still runs and we are just blinder (the audit then records nothing for that
+    step).
     """
     from programbench.eval.eval import Evaluator
 
