@@ -67,6 +67,7 @@ def mark_agent_done(instance_dir: Path, run: AgentRun) -> None:
         json.dumps(
             {"agent": asdict(run), "submission_sha256": sha256(instance_dir / ARCHIVE_NAME)}, indent=2
         ),
+        durable=True,
     )
 
 
@@ -97,6 +98,7 @@ def mark_scored(instance_dir: Path, outcome: Outcome, source: Path | None) -> No
             },
             indent=2,
         ),
+        durable=True,
     )
 
 

@@ -131,7 +131,7 @@ def score_submission(
 
     target = eval_json_path(instance_dir, instance.instance_id)
     target.parent.mkdir(parents=True, exist_ok=True)
-    files.write_text(target, result.model_dump_json(indent=2))
+    files.write_text(target, result.model_dump_json(indent=2), durable=True)
     outcome = outcome_from_result(instance, result, task=task, eval_seconds=elapsed)
     if audit is None:
         return outcome
@@ -191,9 +191,8 @@ def summarise_existing(instance: Instance, eval_json: Path, *, task: dict[str, A
     from programbench.utils.load_data import get_active_branches, get_ignored_branches, get_ignored_tests
 
     active = get_active_branches(task)
-    copy = files.partial_path(eval_json)
-    copy.write_bytes(eval_json.read_bytes())
-    try:
+    with files.replacing(eval_json, durable=True) as copy:
+        copy.write_bytes(eval_json.read_bytes())
         summary = _summary_from_existing(
             instance.instance_id,
             copy,
@@ -202,10 +201,8 @@ def summarise_existing(instance: Instance, eval_json: Path, *, task: dict[str, A
             tests_by_branch=_tests_by_branch(task, active),
             ignored_branches=get_ignored_branches(task),
         )
-        if copy.read_bytes() != eval_json.read_bytes():
-            copy.replace(eval_json)
-    finally:
-        copy.unlink(missing_ok=True)
+        if copy.read_bytes() == eval_json.read_bytes():
+            copy.unlink()  # unchanged: leave eval.json (and the marker's checksum of it) alone
     return outcome_from_summary(instance, summary)
 
 
