@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from _timing import summarize  # the script's own folder is on sys.path
+from _support import summarize  # the script's own folder is on sys.path
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import LABEL_RUN, Engine

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _timing import compare  # the script's own folder is on sys.path
+from _support import compare  # the script's own folder is on sys.path
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _timing import summarize  # the script's own folder is on sys.path
+from _support import summarize  # the script's own folder is on sys.path
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import Engine

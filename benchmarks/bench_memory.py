@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_replay import cleanup, engine_session, setup  # the script's own folder is on sys.path
+from _support import cleanup, engine_session, setup  # the script's own folder is on sys.path
 
 from pytest_programbench import selftest
 

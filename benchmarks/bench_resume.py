@@ -40,8 +40,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _timing import summarize  # the script's own folder is on sys.path
-from bench_replay import COMPILED_PREFIX, cleanup, engine_session, image_ref, setup
+from _support import (
+    COMPILED_PREFIX,
+    cleanup,
+    engine_session,
+    image_ref,
+    setup,
+    summarize,  # the script's own folder is on sys.path
+)
 
 from pytest_programbench import selftest
 
