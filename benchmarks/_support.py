@@ -4,6 +4,7 @@ the self-test task cloned under many ids on the engine, with the cleanup that re
 from __future__ import annotations
 
 import contextlib
+import json
 import statistics
 import subprocess
 import time
@@ -36,6 +37,21 @@ def compare(a: Sequence[str], b: Sequence[str], cwd: Path, runs: int, warmup: in
         times_a.append(time_once(a, cwd))
         times_b.append(time_once(b, cwd))
     return summarize(times_a, times_b)
+
+
+def finish(report: dict[str, Any]) -> None:
+    """Print the report and its verdict line; exit 1 on a miss. The one rule for every benchmark.
+
+    PASS when the median of the per-run A/B ratios (``ratio_median``, from :func:`summarize`:
+    A and B alternate, so machine drift hits both sides of a pair) is at most ``target_ratio``.
+    The median, not the max: one run slowed by a neighbour on a shared machine is not a verdict.
+    """
+    ratio, target = float(report["ratio_median"]), float(report["target_ratio"])
+    report["verdict"] = "PASS" if ratio <= target else "FAIL"
+    print(json.dumps(report, indent=2))
+    print(f"{report['verdict']} {report['benchmark']}: median ratio {ratio:.3f} (target <= {target:g})")
+    if report["verdict"] != "PASS":
+        raise SystemExit(1)
 
 
 def summarize(times_a: Sequence[float], times_b: Sequence[float]) -> dict[str, float]:

@@ -24,6 +24,7 @@ from typing import Any
 from _support import (  # the script's own folder is on sys.path
     cleanup,
     engine_session,
+    finish,
     instance_ids,
     setup,
     summarize,
@@ -201,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "scores_match": True,  # verify() exits otherwise
         **leftovers,
     }
-    print(json.dumps(report, indent=2))
+    finish(report)
 
 
 if __name__ == "__main__":
