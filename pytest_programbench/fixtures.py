@@ -332,8 +332,10 @@ def pb_outcome(
     plan = resume.plan(pb_instance, pb_instance_dir, source, pb_task, force=pb_settings.force)
     eval_json = eval_json_path(pb_instance_dir, pb_instance.instance_id)
     if plan.action == resume.REUSE:
+        vouched = resume.sha256(eval_json)
         outcome = resume.reused(summarise_existing(pb_instance, eval_json, task=pb_task), plan.previous)
-        resume.mark_scored(pb_instance_dir, outcome, source)  # the summary may have rewritten eval.json
+        if resume.sha256(eval_json) != vouched:  # the summary rewrote eval.json: vouch for the new one
+            resume.mark_scored(pb_instance_dir, outcome, source)
         progress(f"reused: score {outcome.score:.2f} from {pb_instance_dir}", milestone=True)
         return _counted(outcome, pb_settings)
     image_id: str = request.getfixturevalue("pb_image_id")  # pinned before the agent starts
