@@ -99,7 +99,7 @@ def cleanup(engine: Any, ids: list[str]) -> dict[str, int]:
         return ref in ours or ref.startswith(compiled)
 
     containers = 0
-    for box in engine.client.containers.list(all=True):
+    for box in engine.client.containers.list(all=True, ignore_removed=True):
         if is_ours(str(box.attrs.get("Config", {}).get("Image", ""))):
             engine.remove(box)
             containers += 1
