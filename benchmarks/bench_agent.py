@@ -18,7 +18,6 @@ medians of its phases (start, agent, pack, remove), to show where the time goes.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import tempfile
@@ -27,7 +26,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from _timing import summarize  # the script's own folder is on sys.path
+from _support import finish, summarize  # the script's own folder is on sys.path
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import LABEL_RUN, Engine
@@ -152,9 +151,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "b_times_s": [round(t, 3) for t in times_b],
         "leftover_containers": 0,
     }
-    breakdown = {f"{p}_median_s": round(statistics.median(phases[p]), 4) for p in PHASES}
-    print(json.dumps(report, indent=2))
-    print(json.dumps({"a_breakdown_per_instance": breakdown}))
+    report["a_breakdown_per_instance"] = {
+        f"{p}_median_s": round(statistics.median(phases[p]), 4) for p in PHASES
+    }
+    finish(report)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,12 @@ score must be 1.0 (A's with no finding).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _timing import summarize  # the script's own folder is on sys.path
+from _support import finish, summarize  # the script's own folder is on sys.path
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import Engine
@@ -69,14 +68,16 @@ def main(argv: list[str]) -> None:
         for _ in range(args.runs):
             with_audit.append(once(True))
             without.append(once(False))
-    result = summarize(with_audit, without)
-    print(
-        json.dumps({"runs": args.runs, "cpus": args.cpus, "with_audit_s": with_audit, "without_s": without})
-    )
-    print(
-        f"scoring with the audit / without: median {result['ratio_median']:.3f}x "
-        f"(min {result['ratio_min']:.3f}, max {result['ratio_max']:.3f}); "
-        f"{result['a_median_s']:.2f} s vs {result['b_median_s']:.2f} s; target <= 1.10"
+    finish(
+        {
+            "benchmark": "scoring with the integrity audit vs without",
+            "target_ratio": 1.10,
+            "runs": args.runs,
+            "cpus": args.cpus,
+            **summarize(with_audit, without),
+            "with_audit_s": with_audit,
+            "without_s": without,
+        }
     )
 
 

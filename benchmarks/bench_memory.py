@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_replay import cleanup, engine_session, setup  # the script's own folder is on sys.path
+from _support import cleanup, engine_session, finish, setup  # the script's own folder is on sys.path
 
 from pytest_programbench import selftest
 
@@ -318,7 +318,6 @@ def main() -> None:
         "delta_median_mib": mib(int(statistics.median(a - b for a, b in zip(peaks_a, peaks_b, strict=True)))),
         "ratio_median": round(statistics.median(ratios), 3),
         "ratio_max": round(max(ratios), 3),
-        "within_target": max(ratios) <= TARGET_RATIO,
         "a_end_rss_mib": [mib(m["vmrss_end_kb"]) for m in runs_a],
         "b_end_rss_mib": [mib(m["vmrss_end_kb"]) for m in runs_b],
         "a_worker_peaks_mib": [sorted(mib(kb) for kb in m["workers_vmhwm_kb"].values()) for m in runs_a],
@@ -337,7 +336,7 @@ def main() -> None:
         report_doc["note_tracemalloc"] = "allocations were traced: peaks are inflated, not a measurement"
         report_doc["a_tracemalloc"] = runs_a[-1]["tracemalloc"]
         report_doc["b_tracemalloc"] = runs_b[-1]["tracemalloc"]
-    print(json.dumps(report_doc, indent=2))
+    finish(report_doc)
 
 
 if __name__ == "__main__":

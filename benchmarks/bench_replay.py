@@ -13,75 +13,27 @@ into a fresh output directory, and every run's scores are checked to agree betwe
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from _timing import summarize, time_once  # the script's own folder is on sys.path
+from _support import (  # the script's own folder is on sys.path
+    cleanup,
+    engine_session,
+    finish,
+    instance_ids,
+    setup,
+    summarize,
+    time_once,
+)
 
 from pytest_programbench import selftest
 
 SIDE_B_FLAG = "--side-b"
-COMPILED_PREFIX = "programbench-compiled/"  # the Evaluator commits its compile container under this
-
-
-def instance_ids(n: int) -> list[str]:
-    return [f"pbselftest__bench-replay-{k}.5e1f7a0" for k in range(n)]
-
-
-def image_ref(iid: str) -> str:
-    # Imported late: programbench.constants freezes its environment variables on first import.
-    from programbench.constants import image_name_from_instance_id
-
-    return f"{image_name_from_instance_id(iid)}:{selftest.IMAGE_TAG}"
-
-
-def setup(engine: Any, root: Path, ids: list[str], kinds: list[str]) -> tuple[Path, Path, Path]:
-    """Tasks dir, blob dir and submissions dir of the cloned self-test task (tests/conftest.py's way)."""
-    tasks, blobs, subs = root / "tasks", root / "blobs", root / "submissions"
-    selftest.write_blob_dir(blobs)
-    source_task = selftest.tasks_dir() / selftest.INSTANCE_ID
-    source_image = f"{selftest.image_name()}:{selftest.IMAGE_TAG}"
-    engine.require_image(source_image, "Build it from images/selftest (see images/build-test-images.sh)")
-    for k, iid in enumerate(ids):
-        shutil.copytree(source_task, tasks / iid)
-        shutil.copytree(blobs / selftest.INSTANCE_ID, blobs / iid)
-        engine.tag(source_image, image_ref(iid))
-        selftest.write_submission(kinds[k % len(kinds)], subs / iid)
-    return tasks, blobs, subs
-
-
-def cleanup(engine: Any, ids: list[str]) -> dict[str, int]:
-    """Remove every container and image this benchmark made; count what had to go besides the tags."""
-    from docker.errors import NotFound
-
-    ours = {image_ref(iid) for iid in ids}
-    compiled = tuple(f"{COMPILED_PREFIX}{iid}:" for iid in ids)
-
-    def is_ours(ref: str) -> bool:
-        return ref in ours or ref.startswith(compiled)
-
-    containers = 0
-    for box in engine.client.containers.list(all=True):
-        if is_ours(str(box.attrs.get("Config", {}).get("Image", ""))):
-            engine.remove(box)
-            containers += 1
-    images = 0
-    for image in engine.client.images.list(name=COMPILED_PREFIX.rstrip("/")):
-        for tag in image.tags:
-            if tag.startswith(compiled):
-                with contextlib.suppress(NotFound):
-                    engine.client.images.remove(tag, force=True)
-                images += 1
-    for ref in ours:  # untag only: the self-test image keeps its own name
-        with contextlib.suppress(NotFound):
-            engine.client.images.remove(ref)
-    return {"leftover_containers_removed": containers, "leftover_images_removed": images}
 
 
 def side_a_cmd(tasks: Path, subs: Path, blobs: Path, out: Path, cpus: int) -> list[str]:
@@ -201,14 +153,6 @@ def alternate(
     }
 
 
-@contextlib.contextmanager
-def engine_session() -> Iterator[Any]:
-    from pytest_programbench.containers import Engine
-
-    with Engine() as engine:
-        yield engine
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--n", type=int, default=8, help="submissions to score (default 8)")
@@ -258,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "scores_match": True,  # verify() exits otherwise
         **leftovers,
     }
-    print(json.dumps(report, indent=2))
+    finish(report)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@ An agent is a callable ``agent(instance, sandbox)`` or an object with
 work in ``/workspace``. It may return, or report as it goes through
 ``sandbox.report(...)``, its steps, cost, exit status and trajectory.
 
-Which agent an item gets, first answer wins: a ``pb_agent`` fixture overridden in
-conftest.py, then a ``pytest_programbench_agent`` hook in conftest.py, then
-``--pb-agent`` (built-ins: ``none``, ``command``, ``mini-swe-agent``; or ``module:attr``).
+Which agent an item gets (the one statement of the rule; the others point here), first
+answer wins: a ``pb_agent`` fixture overridden in conftest.py, then a
+``pytest_programbench_agent`` hook in conftest.py (None defers), then ``--pb-agent``
+(built-ins: ``none``, ``command``, ``mini-swe-agent``; or ``module:attr``) through
+:func:`from_settings`, the plugin's own hook implementation, registered last.
 
 :func:`run_agent` gives the agent a wall-clock budget. A Python agent runs in a process
 of its own (forked, in its own session), with a sandbox on the same container: when
@@ -56,7 +58,7 @@ _POLL_SECONDS = 0.2
 Agent = Callable[[Instance, Sandbox], Any]
 
 
-def resolve(settings: Settings, instance_dir: Path) -> Agent:
+def from_settings(settings: Settings, instance_dir: Path) -> Agent:
     """The agent ``--pb-agent`` names, ready to call for one instance."""
     name = settings.agent
     if not name:

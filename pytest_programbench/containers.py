@@ -329,6 +329,8 @@ class Engine:
         """
         api: Any = self.client.api
         # APIClient.get_archive, minus the generator that hides the response we must close.
+        # Private docker-py API (_get, _url, _raise_for_status), used in this module only, here
+        # and in the archive stat below; tests/unit/test_private_apis.py checks they exist.
         # identity: otherwise the engine gzips the tar for us to unzip, only to gzip it again.
         container_id = container if isinstance(container, str) else container.id
         response = api._get(

@@ -84,6 +84,24 @@ class HiddenTestsMissing(ProgramBenchError):
         self.branch = branch
 
 
+class HiddenTestsUnavailable(HiddenTestsMissing):
+    """The Hub could not be asked (unreachable, offline without a cached copy, access refused).
+
+    A subclass of :class:`HiddenTestsMissing` so callers that handle "no archive" handle
+    this too; the message says why the Hub could not help and what to do about it.
+    """
+
+    code = "hidden_tests_unavailable"
+
+    def __init__(self, instance_id: str, where: str, detail: str, fix: str, branch: str = "") -> None:
+        # Skip HiddenTestsMissing.__init__: its message is about a branch the Hub lacks.
+        ProgramBenchError.__init__(
+            self, f"cannot get the hidden tests of {instance_id} from {where}: {detail}", fix
+        )
+        self.instance_id = instance_id
+        self.branch = branch  # the first archive known to be needed, when there is one
+
+
 class SubmissionInvalid(ProgramBenchError):
     code = "invalid_submission"
 
@@ -207,6 +225,15 @@ class DiskLimitExceeded(ProgramBenchError):
             "Raise --pb-disk if the task needs the space, or fix the agent that filled the disk",
         )
         self.instance_id = instance_id
+
+
+class SelectionInvalid(ProgramBenchError):
+    """The task selection cannot be made (an unreadable task.yaml, a tasks dir without tasks).
+
+    Raised before any item exists, so plugin.py turns it into a usage error.
+    """
+
+    code = "selection_invalid"
 
 
 class TaskInvalid(ProgramBenchError):

@@ -25,8 +25,8 @@ from pytest_programbench.containers import (
     Engine,
     session_owner,
 )
-from pytest_programbench.keys import AGENT_RUN_KEY, RUN_DIR_KEY, RUN_ID_KEY, SETTINGS_KEY
-from pytest_programbench.model import AgentRun, Instance, Outcome
+from pytest_programbench.keys import RUN_DIR_KEY, RUN_ID_KEY, SETTINGS_KEY
+from pytest_programbench.model import AgentRun, Instance, Outcome, Submission
 from pytest_programbench.settings import Settings
 from pytest_programbench.submissions import ARCHIVE_NAME, submission_path
 
@@ -122,13 +122,14 @@ def pb_instance_dir(pb_instance: Instance, pb_run_dir: Path) -> Path:
 @pytest.fixture
 def pb_submission(
     pb_instance: Instance, pb_settings: Settings, pb_instance_dir: Path, request: pytest.FixtureRequest
-) -> Path:
-    """The ``submission.tar.gz`` to score, in the instance's run directory.
+) -> Submission:
+    """The ``submission.tar.gz`` to score, in the instance's run directory, with the agent run that made it.
 
     Replay (``--pb-submissions DIR``) takes ``DIR/<id>/submission.tar.gz``; otherwise the
     agent runs in a sandbox and its packed ``/workspace`` is the submission (unless a
     previous session of this run directory already packed it and ``--pb-force-agent`` is
-    not given). Override in conftest.py to produce the archive some other way.
+    not given). Override in conftest.py to produce the archive some other way: return its
+    path (or a ``model.Submission`` to report an agent run with it).
     """
     from pytest_programbench import resume
     from pytest_programbench.submissions import (
@@ -141,20 +142,19 @@ def pb_submission(
     if pb_settings.submissions_dir:
         source = find_submission(Path(pb_settings.submissions_dir), pb_instance.instance_id)
         check_archive(source, max_unpacked=UNPACKED_FACTOR * pb_settings.max_submission)
-        return place_submission(source, pb_instance_dir)
+        return Submission(place_submission(source, pb_instance_dir))
     previous = None if pb_settings.force_agent else resume.finished_agent(pb_instance_dir)
     run: AgentRun = previous if previous is not None else request.getfixturevalue("pb_agent_run")
-    request.node.stash[AGENT_RUN_KEY] = run
-    return pb_instance_dir / ARCHIVE_NAME
+    return Submission(pb_instance_dir / ARCHIVE_NAME, run)
 
 
 @pytest.fixture
 def pb_agent(pb_instance: Instance, pytestconfig: pytest.Config) -> Any:
-    """The agent for this instance: a ``pytest_programbench_agent`` hook's answer, else ``--pb-agent``.
+    """The agent for this instance, as the ``pytest_programbench_agent`` hook answers.
 
     Override in conftest.py to hand every instance your own agent (a callable
-    ``(instance, sandbox)`` or an object with ``run(instance, sandbox)``); an overridden
-    fixture wins over hooks and ``--pb-agent``.
+    ``(instance, sandbox)`` or an object with ``run(instance, sandbox)``); which answer
+    wins is stated in agents.py.
     """
     from pytest_programbench.errors import NoAgent
 
@@ -332,14 +332,16 @@ def pb_outcome(
     plan = resume.plan(pb_instance, pb_instance_dir, source, pb_task, force=pb_settings.force)
     eval_json = eval_json_path(pb_instance_dir, pb_instance.instance_id)
     if plan.action == resume.REUSE:
+        vouched = resume.sha256(eval_json)
         outcome = resume.reused(summarise_existing(pb_instance, eval_json, task=pb_task), plan.previous)
         outcome = replace(outcome, rescore_reason=plan.reason)  # "": ours; else an official eval.json
-        resume.mark_scored(pb_instance_dir, outcome, source)  # the summary may have rewritten eval.json
+        if plan.reason != resume.OFFICIAL and resume.sha256(eval_json) != vouched:
+            resume.mark_scored(pb_instance_dir, outcome, source)  # the summary rewrote eval.json
         progress(f"reused: score {outcome.score:.2f} from {pb_instance_dir}", milestone=True)
         return _counted(outcome, pb_settings)
     image_id: str = request.getfixturevalue("pb_image_id")  # pinned before the agent starts
-    submission: Path = request.getfixturevalue("pb_submission")
-    if plan.action == resume.PART and resume.sha256(submission) != plan.submission_sha256:
+    submission = Submission.of(request.getfixturevalue("pb_submission"))
+    if plan.action == resume.PART and resume.sha256(submission.path) != plan.submission_sha256:
         plan = resume.Plan(resume.FULL, "the submission changed")  # e.g. an agent ran again
     if plan.action == resume.PART:
         progress(f"re-scoring branches {', '.join(plan.branches)}", milestone=True)
@@ -350,7 +352,7 @@ def pb_outcome(
     check_pinned(engine, image, image_id, when="before scoring (while the agent worked, if one ran)")
     outcome = score_submission(
         pb_instance,
-        submission,
+        submission.path,
         blob_dir=request.getfixturevalue("pb_hidden_tests"),
         instance_dir=pb_instance_dir,
         cpus=request.getfixturevalue("pb_scoring_cpus"),
@@ -374,10 +376,7 @@ def pb_outcome(
     )
     check_pinned(engine, image, image_id, when="while the submission was scored")
     progress(f"scored {outcome.score:.2f} ({outcome.n_resolved}/{outcome.n_tests})", milestone=True)
-    run = request.node.stash.get(AGENT_RUN_KEY, None)
-    if run is not None:
-        outcome = outcome.with_agent(run)
-    outcome = replace(outcome, image_id=image_id)
+    outcome = replace(outcome, agent=submission.agent_run, image_id=image_id)
     if plan.action == resume.PART:
         # Branches not tested again keep what the audit saw of them the first time.
         seen = {(f["code"], f["path"]) for f in outcome.findings}

@@ -8,12 +8,13 @@ local directory (``--pb-blob-dir``) or from the Hugging Face dataset through
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .errors import HiddenTestsMissing, ProgramBenchError
+from .errors import HiddenTestsMissing, HiddenTestsUnavailable
 
 DEFAULT_HF_REPO = "programbench/ProgramBench-Tests"
 DEFAULT_HF_REVISION = "main"
@@ -21,24 +22,6 @@ DEFAULT_HF_REVISION = "main"
 # Seconds a worker waits for another worker that downloads the same instance before it
 # gives up on our lock and lets huggingface_hub's per-file locks sort it out.
 _LOCK_TIMEOUT = 30 * 60
-
-
-class HiddenTestsUnavailable(HiddenTestsMissing):
-    """The Hub could not be asked (unreachable, offline without a cached copy, access refused).
-
-    A subclass of :class:`HiddenTestsMissing` so callers that handle "no archive" handle
-    this too; the message says why the Hub could not help and what to do about it.
-    """
-
-    code = "hidden_tests_unavailable"
-
-    def __init__(self, instance_id: str, where: str, detail: str, fix: str, branch: str = "") -> None:
-        # Skip HiddenTestsMissing.__init__: its message is about a branch the Hub lacks.
-        ProgramBenchError.__init__(
-            self, f"cannot get the hidden tests of {instance_id} from {where}: {detail}", fix
-        )
-        self.instance_id = instance_id
-        self.branch = branch  # the first archive known to be needed, when there is one
 
 
 def hf_source() -> tuple[str, str]:
@@ -94,9 +77,72 @@ def _fnmatch_escape(text: str) -> str:
 
 def _fetch_from_hub(instance_id: str, branches: Sequence[str]) -> Path:
     # Imported here: an inactive plugin must not pay for huggingface_hub (nor httpx) at startup.
-    import filelock
-    import httpx
     from huggingface_hub import constants, snapshot_download
+
+    repo, revision = hf_source()
+    where = f"Hugging Face dataset {repo}@{revision}"
+    if constants.ENDPOINT != "https://huggingface.co":
+        where += f" at {constants.ENDPOINT}"
+    # Only the archives the evaluator will read, not the instance's other branches.
+    patterns = [f"{_fnmatch_escape(instance_id)}/tests/{_fnmatch_escape(b)}.tar.gz" for b in branches]
+    try:
+        with _instance_lock(repo, instance_id):
+            snapshot = snapshot_download(
+                repo, repo_type="dataset", revision=revision, allow_patterns=patterns
+            )
+    except Exception as exc:
+        error = _unavailable(exc, instance_id, branches, where=where, revision=revision)
+        if error is None:
+            raise
+        raise error from exc
+    root = Path(snapshot) / instance_id
+    # snapshot_download does not fail for patterns that match nothing, so an absent branch
+    # (or, offline, one never downloaded) only shows here.
+    _require_archives(root, instance_id, branches, where=where)
+    return root
+
+
+@contextlib.contextmanager
+def _instance_lock(repo: str, instance_id: str) -> Iterator[None]:
+    """Hold a per-instance lock in the Hugging Face cache while downloading, when one can be had.
+
+    huggingface_hub already locks each blob download (a per-etag WeakFileLock in
+    file_download._hf_hub_download_to_cache_dir), so this lock is not what makes a file
+    download once; it makes a second worker wait for the first and then find everything
+    cached, instead of repeating the tree listing and one HEAD per archive. One lock per
+    instance keeps different instances downloading in parallel.
+    """
+    import filelock
+    from huggingface_hub import constants
+
+    lock_path = (
+        Path(constants.HF_HUB_CACHE)
+        / ".locks"
+        / "pytest-programbench"
+        / f"{repo.replace('/', '--')}--{instance_id}.lock"
+    )
+    lock: filelock.BaseFileLock | None
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(lock_path, timeout=_LOCK_TIMEOUT)
+        lock.acquire()
+    except (filelock.Timeout, OSError):
+        # A read-only cache (a shared, pre-filled one) writes nothing anyway, and a stuck
+        # peer must not block us: the per-file locks still hold.
+        lock = None
+    try:
+        yield
+    finally:
+        if lock is not None and lock.is_locked:
+            lock.release()
+
+
+def _unavailable(
+    exc: BaseException, instance_id: str, branches: Sequence[str], *, where: str, revision: str
+) -> HiddenTestsUnavailable | None:
+    """What a failed Hub download means for the user, and what to do; None: not a Hub failure."""
+    import httpx
+    from huggingface_hub import constants
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -105,63 +151,28 @@ def _fetch_from_hub(instance_id: str, branches: Sequence[str]) -> Path:
         RevisionNotFoundError,
     )
 
-    repo, revision = hf_source()
-    where = f"Hugging Face dataset {repo}@{revision}"
-    if constants.ENDPOINT != "https://huggingface.co":
-        where += f" at {constants.ENDPOINT}"
     offline_fix = (
         "Run once with network access (HF_HUB_OFFLINE unset) to fill the Hugging Face cache "
         f"({constants.HF_HUB_CACHE}), or point --pb-blob-dir at a local copy laid out as "
         "<dir>/<instance>/tests/<branch>.tar.gz"
     )
-    # Only the archives the evaluator will read, not the instance's other branches.
-    patterns = [f"{_fnmatch_escape(instance_id)}/tests/{_fnmatch_escape(b)}.tar.gz" for b in branches]
-
-    try:
-        # huggingface_hub already locks each blob download (a per-etag WeakFileLock in
-        # file_download._hf_hub_download_to_cache_dir), so this lock is not what makes a
-        # file download once; it makes a second worker wait for the first and then find
-        # everything cached, instead of repeating the tree listing and one HEAD per archive.
-        # One lock per instance keeps different instances downloading in parallel.
-        lock_path = (
-            Path(constants.HF_HUB_CACHE)
-            / ".locks"
-            / "pytest-programbench"
-            / f"{repo.replace('/', '--')}--{instance_id}.lock"
-        )
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        lock: filelock.BaseFileLock | None = filelock.FileLock(lock_path, timeout=_LOCK_TIMEOUT)
-    except OSError:
-        lock = None  # read-only cache (a shared, pre-filled one): nothing will be written anyway
-    try:
-        if lock is not None:
-            try:
-                lock.acquire()
-            except (filelock.Timeout, OSError):
-                lock = None  # a stuck peer must not block us; the per-file locks still hold
-        snapshot = snapshot_download(
-            repo,
-            repo_type="dataset",
-            revision=revision,
-            allow_patterns=patterns,
-        )
-    except RevisionNotFoundError as exc:
-        raise HiddenTestsUnavailable(
+    if isinstance(exc, RevisionNotFoundError):
+        return HiddenTestsUnavailable(
             instance_id,
             where,
             f"revision {revision!r} does not exist ({_first_line(exc)})",
             "Set PROGRAMBENCH_HF_REVISION to an existing branch, tag or commit of the dataset",
-        ) from exc
-    except (RepositoryNotFoundError, GatedRepoError) as exc:
+        )
+    if isinstance(exc, RepositoryNotFoundError | GatedRepoError):
         # The Hub answers 401 "repository not found" for a private repo without a token.
-        raise HiddenTestsUnavailable(
+        return HiddenTestsUnavailable(
             instance_id,
             where,
             f"access refused or no such dataset ({_first_line(exc)})",
             "Set HF_TOKEN (or run `hf auth login`) with read access to the dataset, check "
             "PROGRAMBENCH_HF_REPO, or use --pb-blob-dir with a local copy",
-        ) from exc
-    except LocalEntryNotFoundError as exc:
+        )
+    if isinstance(exc, LocalEntryNotFoundError):
         # Offline (HF_HUB_OFFLINE, or no connection) and the cache cannot answer.
         snapshot_path = getattr(exc, "snapshot_path", None)
         if snapshot_path is not None:
@@ -170,21 +181,21 @@ def _fetch_from_hub(instance_id: str, branches: Sequence[str]) -> Path:
             # earlier run asked for fewer branches.
             cached = Path(snapshot_path) / instance_id
             branch = next((b for b in branches if not (cached / "tests" / f"{b}.tar.gz").is_file()), "")
-            raise HiddenTestsUnavailable(
+            return HiddenTestsUnavailable(
                 instance_id,
                 where,
                 f"branch {branch} is on the Hub but not in the cache, and the Hub is "
                 "unreachable or offline mode is on",
                 offline_fix,
                 branch=branch,
-            ) from exc
-        raise HiddenTestsUnavailable(
+            )
+        return HiddenTestsUnavailable(
             instance_id,
             where,
             f"the Hub is unreachable or offline mode is on, and the cache has no copy ({_first_line(exc)})",
             offline_fix,
-        ) from exc
-    except (HfHubHTTPError, httpx.HTTPError) as exc:
+        )
+    if isinstance(exc, HfHubHTTPError | httpx.HTTPError):
         # Any other HTTP failure, e.g. 401 on a file, a 5xx, a connection dropped mid-file.
         status = getattr(getattr(exc, "response", None), "status_code", None)
         fix = (
@@ -192,18 +203,8 @@ def _fetch_from_hub(instance_id: str, branches: Sequence[str]) -> Path:
             if status in (401, 403)
             else "Retry later, or use --pb-blob-dir with a local copy"
         )
-        raise HiddenTestsUnavailable(
-            instance_id, where, f"download failed ({_first_line(exc)})", fix
-        ) from exc
-    finally:
-        if lock is not None and lock.is_locked:
-            lock.release()
-
-    root = Path(snapshot) / instance_id
-    # snapshot_download does not fail for patterns that match nothing, so an absent branch
-    # (or, offline, one never downloaded) only shows here.
-    _require_archives(root, instance_id, branches, where=where)
-    return root
+        return HiddenTestsUnavailable(instance_id, where, f"download failed ({_first_line(exc)})", fix)
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

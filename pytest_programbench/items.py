@@ -30,7 +30,13 @@ COLLECTOR_NAME = "programbench"
 
 
 class ProgramBenchCollector(pytest.Module):
-    """The benchmark as a pseudo-module: no file is imported, instances are its items."""
+    """The benchmark as a pseudo-module: no file is imported, instances are its items.
+
+    Private pytest API, used here only: ``Module._getobj`` (the module object, here this
+    one instead of an imported file) and ``Module._genfunctions``. Both exist unchanged
+    from pytest 8.0 to 9.x; tox's ``*-pytestmin`` envs and tests/unit/test_private_apis.py
+    catch a release that changes them.
+    """
 
     def _getobj(self) -> ModuleType:
         return sys.modules[__name__]

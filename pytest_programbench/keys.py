@@ -10,12 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_programbench.model import AgentRun, Selection
+from pytest_programbench.model import Selection
 from pytest_programbench.settings import Settings
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SELECTION_KEY = pytest.StashKey[Selection]()
 RUN_DIR_KEY = pytest.StashKey[Path]()
 RUN_ID_KEY = pytest.StashKey[str]()
-#: On an item: what its agent phase did, for pb_outcome to attach to the verdict.
-AGENT_RUN_KEY = pytest.StashKey[AgentRun]()

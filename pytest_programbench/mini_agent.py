@@ -119,7 +119,8 @@ class SandboxEnvironment:
                 f"The command timed out after {limit} seconds; it and every process it started were killed."
             )
             output["extra"] = {"exception_type": "TimeoutExpired"}
-        # mini's own rule for "the agent submitted" (raises Submitted).
+        # mini's own rule for "the agent submitted" (raises Submitted). Private mini-swe-agent
+        # API, used here only (pinned by the mini extra's <3; tests/unit/test_private_apis.py).
         DockerEnvironment._check_finished(self, output)  # type: ignore[arg-type]
         return output
 

@@ -2,12 +2,45 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 from collections import Counter
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
+# The vocabularies, each defined here once: settings parse against them, tasks normalise
+# to them, markers and aggregates are ordered by them, rows carry their values.
+
+#: ProgramBench's own spelling (task.yaml ``language``) -> the name we show and mark with.
+LANGUAGE_ALIASES: dict[str, str] = {
+    "rust": "rust",
+    "rs": "rust",
+    "go": "go",
+    "golang": "go",
+    "c": "c",
+    "cpp": "cpp",
+    "c++": "cpp",
+    "cxx": "cpp",
+    "haskell": "haskell",
+    "hs": "haskell",
+    "java": "java",
+}
+LANGUAGES = ("rust", "go", "c", "cpp", "haskell", "java")
+#: How the prompt names each language ("was written in C++").
 LANGUAGE_NAMES = {"rust": "Rust", "go": "Go", "c": "C", "cpp": "C++", "haskell": "Haskell", "java": "Java"}
+DIFFICULTIES = ("easy", "medium", "hard", "unrated")  # unrated: a task.yaml without a difficulty
+#: What a score means (category_of), best first; an item that scored ends as one of these.
+CATEGORIES = ("resolved", "almost", "partial", "zero")
+#: An item with no score: harness trouble, a dead worker, a session cut short. Counts 0.
+ERROR = "error"
+#: Selected but without a verdict, in this session or the run directory: counts 0 in the mean.
+NOT_RUN = "not_run"
+#: Every value of a verdict's ``outcome`` (and a row's): the categories, then ERROR and NOT_RUN.
+OUTCOMES = (*CATEGORIES, ERROR, NOT_RUN)
+#: The progress letter pytest prints for each category.
+LETTERS = {"resolved": "R", "almost": "A", "partial": "P", "zero": "Z"}
 
 PROMPT = """\
 Rebuild a program from its behaviour.
@@ -143,9 +176,60 @@ class AgentRun:
         object.__setattr__(self, "cost", clean_cost(self.cost))
 
 
+#: A row's flat agent keys -> the AgentRun field each holds (rows and markers are flat).
+AGENT_ROW_KEYS = {
+    "agent": "name",
+    "agent_seconds": "seconds",
+    "agent_timed_out": "timed_out",
+    "agent_exit_status": "exit_status",
+    "agent_steps": "steps",
+    "agent_cost": "cost",
+}
+#: The flat agent keys of a row with no agent run (replay, or no agent reached).
+NO_AGENT_ROW = {
+    "agent": None,
+    "agent_seconds": None,
+    "agent_timed_out": False,
+    "agent_exit_status": None,
+    "agent_steps": None,
+    "agent_cost": None,
+}
+
+
+def agent_run_of(row: dict[str, Any]) -> AgentRun | None:
+    """The agent run a flat row (a report row, a marker's verdict) records, if it records one."""
+    if not isinstance(row.get("agent"), str):
+        return None
+    values = {f: row[k] for k, f in AGENT_ROW_KEYS.items() if row.get(k) is not None}
+    try:
+        return AgentRun(**{"seconds": 0.0, **values})
+    except TypeError:
+        return None
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What ``pb_submission`` hands on: the archive to score and the agent run that packed it.
+
+    ``agent_run`` is None for a replayed archive (or one an overriding fixture made).
+    """
+
+    path: Path
+    agent_run: AgentRun | None = None
+
+    @classmethod
+    def of(cls, value: Submission | str | os.PathLike[str]) -> Submission:
+        """A Submission from what a fixture returned: ours, or a bare path from a conftest override."""
+        return value if isinstance(value, Submission) else cls(Path(value))
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """An instance's verdict, as scored by the official evaluator."""
+    """An item's verdict: as scored by the official evaluator, or an error that counts 0.
+
+    The one shape of every row: ``to_dict`` flattens it (the agent run into ``agent_*``
+    keys) for the JSON report, JUnit and the resume marker.
+    """
 
     instance_id: str
     attempt: int
@@ -154,16 +238,12 @@ class Outcome:
     score: float
     n_resolved: int
     n_tests: int
-    category: str
+    outcome: str  # one of OUTCOMES: category_of(score), or ERROR (no score)
     error_code: str | None = None
+    message: str = ""  # ERROR: the first line of what went wrong and what to do
     branch_errors: dict[str, list[str]] = field(default_factory=dict)
     eval_seconds: float = 0.0
-    agent: str | None = None
-    agent_seconds: float | None = None
-    agent_timed_out: bool = False
-    agent_exit_status: str | None = None
-    agent_steps: int | None = None
-    agent_cost: float | None = None
+    agent: AgentRun | None = None  # None: a replayed archive, or no agent ran
     reused: bool = False  # taken from a previous session's run directory (resume)
     #: The integrity audit's findings (integrity.Finding as dicts); empty when it saw nothing.
     findings: list[dict[str, str]] = field(default_factory=list)
@@ -180,34 +260,29 @@ class Outcome:
         """Under ``--pb-integrity strict``: a flagged instance counts 0, its official score kept beside."""
         if not self.findings or self.official_score is not None:
             return self
-        return replace(self, score=0.0, category=category_of(0.0), official_score=self.score)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "agent_steps", clean_steps(self.agent_steps))
-        object.__setattr__(self, "agent_cost", clean_cost(self.agent_cost))
-
-    def with_agent(self, run: AgentRun) -> Outcome:
-        return replace(
-            self,
-            agent=run.name,
-            agent_seconds=run.seconds,
-            agent_timed_out=run.timed_out,
-            agent_exit_status=run.exit_status,
-            agent_steps=run.steps,
-            agent_cost=run.cost,
-        )
+        return replace(self, score=0.0, outcome=category_of(0.0), official_score=self.score)
 
     @classmethod
     def from_score(cls, instance: Instance, *, score: float, **fields: Any) -> Outcome:
+        return cls(**_identity(instance), score=score, outcome=category_of(score), **fields)
+
+    @classmethod
+    def error(cls, instance: Instance, code: str, message: str) -> Outcome:
+        """An item with no score (harness trouble, a dead worker, a run cut short): it counts 0."""
         return cls(
-            instance_id=instance.instance_id,
-            attempt=instance.attempt,
-            language=instance.language,
-            difficulty=instance.difficulty,
-            score=score,
-            category=category_of(score),
-            **fields,
+            **_identity(instance),
+            score=0.0,
+            n_resolved=0,
+            n_tests=0,
+            outcome=ERROR,
+            error_code=code,
+            message=message,
         )
+
+    @classmethod
+    def not_run(cls, instance: Instance, cause: str) -> Outcome:
+        """A selected item with no verdict, in this session or the run directory: it counts 0."""
+        return replace(cls.error(instance, NOT_RUN, cause), outcome=NOT_RUN)
 
     def failure_reason(self, threshold: float) -> str:
         if self.official_score is not None:
@@ -224,8 +299,8 @@ class Outcome:
             reason += "; branch errors " + ", ".join(
                 f"{b}: {','.join(codes)}" for b, codes in sorted(self.branch_errors.items())
             )
-        if self.agent_timed_out:
-            reason += f"; the agent timed out after {self.agent_seconds or 0:.0f}s"
+        if self.agent is not None and self.agent.timed_out:
+            reason += f"; the agent timed out after {self.agent.seconds or 0:.0f}s"
         if self.findings:
             from pytest_programbench.integrity import describe
 
@@ -233,4 +308,24 @@ class Outcome:
         return reason
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The verdict written out: flat, the agent run as ``agent_*`` keys (see agent_run_of)."""
+        row: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "agent":
+                run = self.agent
+                row.update(
+                    NO_AGENT_ROW if run is None else {k: getattr(run, a) for k, a in AGENT_ROW_KEYS.items()}
+                )
+            else:
+                row[f.name] = copy.deepcopy(getattr(self, f.name))
+        return row
+
+
+def _identity(instance: Instance) -> dict[str, Any]:
+    """The fields of a verdict that name its item."""
+    return {
+        "instance_id": instance.instance_id,
+        "attempt": instance.attempt,
+        "language": instance.language,
+        "difficulty": instance.difficulty,
+    }

@@ -15,8 +15,8 @@ def pytest_programbench_agent(config: pytest.Config, instance: Any) -> Any:
     ``run(instance, sandbox)``. ``instance`` has ``instance_id``, ``language``,
     ``difficulty`` and ``prompt``; ``sandbox`` has ``exec(command, timeout=None)``,
     ``read_file``, ``write_file`` and ``report(steps=..., cost=..., trajectory=...)``.
-    The first hook that returns something wins; the plugin's own answer (``--pb-agent``)
-    comes last. A ``pb_agent`` fixture overridden in conftest.py beats every hook.
+    The first hook that returns something wins (the whole order, fixture included, is
+    stated in agents.py).
 
     Example conftest.py::
 

@@ -25,7 +25,7 @@ from pytest_programbench.settings import Option, _base, _raw, _usage, parse_frac
 if TYPE_CHECKING:
     from pytest_programbench.compare import Baseline, Comparison
     from pytest_programbench.model import Instance
-    from pytest_programbench.results import Collector
+    from pytest_programbench.results import Tally
 
 OPTIONS = (
     Option(
@@ -86,7 +86,7 @@ def resolve(config: pytest.Config) -> Outputs:
 class OutputsPlugin:
     """Controller-side: writes the extra outputs from the collector's rows."""
 
-    def __init__(self, outputs: Outputs, collector: Collector, baseline: Baseline | None) -> None:
+    def __init__(self, outputs: Outputs, collector: Tally, baseline: Baseline | None) -> None:
         self.outputs = outputs
         self.collector = collector
         self.baseline = baseline

@@ -87,10 +87,10 @@ def pack_stream(chunks: Iterator[bytes], dest: Path, *, root: str, max_bytes: in
     """
     deadline = time.monotonic() + timeout
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = files.partial_path(dest)
     skipped: list[str] = []
     members = 0
-    try:
+    # durable: the archive may be an agent run that took hours; never a torn one under its name.
+    with files.replacing(dest, durable=True) as partial:
         source = io.BufferedReader(_StreamReader(chunks, deadline, timeout), _CHUNK)
         with partial.open("wb") as raw:
             budget = _Budget(raw, max_bytes)
@@ -117,9 +117,6 @@ def pack_stream(chunks: Iterator[bytes], dest: Path, *, root: str, max_bytes: in
                     data = reader.extractfile(member) if member.isreg() else None
                     writer.addfile(member, data)
                     members += 1
-        partial.replace(dest)  # never a half-written archive under the final name
-    finally:
-        partial.unlink(missing_ok=True)
     return Packed(dest, members, tuple(skipped))
 
 

@@ -73,8 +73,12 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     _stop_on_sigterm()
     from pytest_programbench import tasks
+    from pytest_programbench.errors import SelectionInvalid
 
-    config.stash[SELECTION_KEY] = tasks.select(settings)
+    try:
+        config.stash[SELECTION_KEY] = tasks.select(settings)
+    except SelectionInvalid as exc:
+        raise pytest.UsageError(f"programbench: {exc}") from None
     from pytest_programbench import fixtures
 
     config.pluginmanager.register(fixtures, "programbench-fixtures")
@@ -95,10 +99,10 @@ def pytest_configure(config: pytest.Config) -> None:
             lock.acquire()
             config.pluginmanager.register(lock, "programbench-runlock")
         from pytest_programbench.items import nodeid_of
-        from pytest_programbench.results import Collector
+        from pytest_programbench.results import Tally
 
         report = Path(settings.report_file) if settings.report_file else None
-        collector = Collector(
+        tally = Tally(
             report,
             _report_meta(config),
             threshold=settings.threshold,
@@ -106,24 +110,24 @@ def pytest_configure(config: pytest.Config) -> None:
             instances={nodeid_of(i): i for i in config.stash[SELECTION_KEY].instances},
             run_dir=config.stash[RUN_DIR_KEY],
         )
-        _register_outputs(config, collector)
-        config.pluginmanager.register(collector, "programbench-results")
+        _register_outputs(config, tally)
+        config.pluginmanager.register(tally, "programbench-results")
         if config.get_verbosity() >= 0 and not config.option.collectonly:
             from pytest_programbench.progress import Overall
 
             config.pluginmanager.register(Overall(config), "programbench-progress")
         from pytest_programbench import html_report
 
-        html_report.register(config, config.stash[RUN_DIR_KEY], collector.instances)
+        html_report.register(config, config.stash[RUN_DIR_KEY], tally.instances)
         if not settings.keep:  # replay starts scoring containers too
-            from pytest_programbench.sandbox import LeftoverSweep
-
             config.pluginmanager.register(LeftoverSweep(run_id), "programbench-sweep")
     config.addinivalue_line(
         "markers",
         "programbench(language, difficulty): a ProgramBench instance (added by pytest-programbench)",
     )
-    for name in (*_settings.LANGUAGES, *_settings.DIFFICULTIES):
+    from pytest_programbench.model import DIFFICULTIES, LANGUAGES
+
+    for name in (*LANGUAGES, *DIFFICULTIES):
         config.addinivalue_line("markers", f"{name}: ProgramBench instances that are {name}")
 
 
@@ -209,6 +213,44 @@ def _versions(agent: str) -> dict[str, str]:
     return found
 
 
+class LeftoverSweep:
+    """Controller-only: at the end, remove what a killed xdist worker or a stop could not.
+
+    That is agent and scoring containers, and the images the evaluator commits (they carry
+    the scoring container's labels).
+
+    A worker removes its sandbox when the item ends; one that dies mid-item (OOM, kill -9)
+    leaves it running. Every worker is gone by the controller's sessionfinish, so anything
+    still labelled with this run is a leftover.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if session.testscollected == 0:
+            return
+        from pytest_programbench.containers import LABEL_RUN, Engine
+
+        reporter = session.config.pluginmanager.getplugin("terminalreporter")
+        try:
+            with Engine() as engine:
+                removed = engine.sweep({LABEL_RUN: self.run_id})
+        except Exception as exc:  # the summary matters more than the sweep; --pb-cleanup can finish it
+            if reporter is not None:
+                reporter.write_line(
+                    f"programbench: sweeping this run's containers failed ({exc}); "
+                    "`pytest --pb-cleanup` removes leftovers"
+                )
+            return
+        if removed and reporter is not None:
+            reporter.write_line(
+                f"programbench: removed {removed} container(s) and image(s) a crashed worker "
+                "or an interruption left behind"
+            )
+
+
 class XdistHooks:
     """Registered only when xdist is loaded: the controller decides the run id for all workers."""
 
@@ -276,10 +318,10 @@ def pytest_collection_modifyitems(
 
 @pytest.hookimpl(trylast=True)
 def pytest_programbench_agent(config: pytest.Config, instance: Any) -> Any:
-    # Last in line: a conftest's hook (or an overridden pb_agent fixture) wins over --pb-agent.
-    from pytest_programbench.agents import resolve
+    # trylast: --pb-agent is the last answer (which agent wins: agents.py's docstring).
+    from pytest_programbench.agents import from_settings
 
-    return resolve(config.stash[SETTINGS_KEY], config.stash[RUN_DIR_KEY] / instance.rel_dir)
+    return from_settings(config.stash[SETTINGS_KEY], config.stash[RUN_DIR_KEY] / instance.rel_dir)
 
 
 @pytest.hookimpl(wrapper=True)

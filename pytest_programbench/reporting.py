@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_programbench.integrity import Finding
-from pytest_programbench.model import Selection
-from pytest_programbench.settings import DIFFICULTIES, LANGUAGES, Settings
+from pytest_programbench.model import DIFFICULTIES, ERROR, LANGUAGES, NOT_RUN, OUTCOMES, Selection
+from pytest_programbench.settings import Settings
 
 
 def header_lines(settings: Settings, selection: Selection) -> list[str]:
@@ -76,15 +76,15 @@ def summary_lines(
     if not rows:
         return []
     rows = sorted(rows, key=lambda r: (r["instance_id"], r["attempt"]))
-    not_run = [r for r in rows if r["outcome"] == "not_run"]
-    shown = [r for r in rows if r["outcome"] != "not_run"]
+    not_run = [r for r in rows if r["outcome"] == NOT_RUN]
+    shown = [r for r in rows if r["outcome"] != NOT_RUN]
     width = max(len(_label(r)) for r in shown or rows)
     out = [
         f"{'instance':<{width}}  {'lang':<7} {'diff':<7} {'score':>5} {'passed':>9}  {'steps':>5} "
         f"{'cost':>7} {'time':>7}  outcome"
     ]
     for r in shown:
-        error = r["outcome"] == "error"
+        error = r["outcome"] == ERROR
         passed = "-" if error else f"{r['n_resolved']}/{r['n_tests']}"
         score = "-" if error else f"{r['score']:.2f}"
         steps = "" if r.get("agent_steps") is None else str(r["agent_steps"])
@@ -113,7 +113,7 @@ def summary_lines(
     out.append(line)
     out.extend(_coverage_lines(summary, not_run))
     out.extend(_resume_lines(rows, summary))
-    errors = [r for r in rows if r["outcome"] == "error"]
+    errors = [r for r in rows if r["outcome"] == ERROR]
     if errors:
         out.append("errors count as score 0 in the mean (the official rule); their causes:")
         out.extend(f"  {_label(r)}: {r.get('message') or r.get('error_code')}" for r in errors)
@@ -227,7 +227,7 @@ def per_instance(rows: list[dict[str, Any]], threshold: float) -> dict[str, dict
         iid: {
             "attempts": len(rs),
             "mean_score": sum(r["score"] for r in rs) / len(rs),
-            "passed_any": any(r["outcome"] != "error" and r["score"] >= threshold for r in rs),
+            "passed_any": any(r["outcome"] != ERROR and r["score"] >= threshold for r in rs),
         }
         for iid, rs in grouped.items()
     }
@@ -245,7 +245,7 @@ def aggregates(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]
             "mean_score": sum(r["score"] for r in rs) / len(rs),
             "resolved": sum(r["outcome"] == "resolved" for r in rs),
             "almost": sum(r["outcome"] == "almost" for r in rs),
-            "errors": sum(r["outcome"] == "error" for r in rs),
+            "errors": sum(r["outcome"] == ERROR for r in rs),
         }
         for name, rs in sorted(groups.items(), key=lambda kv: _order(key, kv[0]))
     }
@@ -268,10 +268,6 @@ def _aggregate_lines(summary: dict[str, Any]) -> list[str]:
     return out
 
 
-#: Every value of a row's "outcome": the score categories, harness errors, selected but not run.
-OUTCOMES = ("resolved", "almost", "partial", "zero", "error", "not_run")
-
-
 def totals(
     rows: list[dict[str, Any]], *, threshold: float = 1.0, integrity: str = "report"
 ) -> dict[str, Any]:
@@ -280,7 +276,7 @@ def totals(
     Under strict integrity a flagged row already carries score 0 (its official score beside).
     """
     n = len(rows)
-    ran = [r for r in rows if r["outcome"] != "not_run"]
+    ran = [r for r in rows if r["outcome"] != NOT_RUN]
     stats = per_instance(rows, threshold)
     attempts = max((r["attempt"] for r in rows), default=1)
     summary: dict[str, Any] = {

@@ -18,12 +18,10 @@ import pytest
 from pytest_programbench import files
 from pytest_programbench.errors import ProgramBenchError
 from pytest_programbench.keys import SETTINGS_KEY
-from pytest_programbench.model import Instance, Outcome
+from pytest_programbench.model import CATEGORIES, ERROR, LETTERS, OUTCOMES, Instance, Outcome
 
 REPORT_ATTR = "programbench"
 REPORT_EVERY_SECONDS = 1.0
-CATEGORIES = ("resolved", "almost", "partial", "zero")
-LETTERS = {"resolved": "R", "almost": "A", "partial": "P", "zero": "Z"}
 #: Per-testcase JUnit properties: (property, report key); always written.
 JUNIT_PROPERTIES = (
     ("pb_score", "score"),
@@ -62,10 +60,9 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
     inst = instance_of(item)
     if inst is None:
         return
-    base = base_row(inst)
     outcome = item.funcargs.get("pb_outcome") if hasattr(item, "funcargs") else None
     if report.when == "call" and isinstance(outcome, Outcome):
-        data = verdict_row(inst, outcome, item.config.stash[SETTINGS_KEY].threshold)
+        data = row_of(outcome, item.config.stash[SETTINGS_KEY].threshold, inst)
         if outcome.findings:
             report.sections.append(("ProgramBench integrity", data["integrity"].replace("; ", "\n")))
         from pytest_programbench.detail import attach
@@ -75,7 +72,7 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
         exc = call.excinfo.value if call.excinfo is not None else None
         code = exc.code if isinstance(exc, ProgramBenchError) else type(exc).__name__ if exc else "error"
         message = str(exc).splitlines()[0] if exc is not None and str(exc) else code
-        data = error_row(base, code, message)
+        data = error_row(inst, code, message)
     else:
         return
     setattr(report, REPORT_ATTR, data)
@@ -88,22 +85,20 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
             item.user_properties.append((name, data[key]))
 
 
-def base_row(inst: Instance) -> dict[str, Any]:
-    from pytest_programbench.items import nodeid_of
+def row_of(outcome: Outcome, threshold: float = 1.0, instance: Instance | None = None) -> dict[str, Any]:
+    """A verdict as the reports carry it: its flat fields, plus the words a reader needs.
 
-    return {
-        "node_id": nodeid_of(inst),
-        "instance_id": inst.instance_id,
-        "attempt": inst.attempt,
-        "language": inst.language,
-        "difficulty": inst.difficulty,
-    }
+    ``integrity`` is the audit's findings in one line ("" without any); ``reason``, why
+    a scored item did not pass (or what the audit found), is there only when there is one;
+    ``node_id`` (given the instance) is the item's node id, to paste back as an argument.
+    """
+    data = outcome.to_dict()
+    if instance is not None:
+        from pytest_programbench.items import nodeid_of
 
-
-def verdict_row(inst: Instance, outcome: Outcome, threshold: float) -> dict[str, Any]:
-    """The row of a scored item: the outcome's fields, its category as "outcome", why it failed."""
-    data = {**base_row(inst), **outcome.to_dict(), "outcome": outcome.category}
-    if outcome.score < threshold:
+        data["node_id"] = nodeid_of(instance)
+    data["integrity"] = ""
+    if outcome.outcome in CATEGORIES and outcome.score < threshold:
         data["reason"] = outcome.failure_reason(threshold)
     if outcome.findings:
         from pytest_programbench.integrity import describe
@@ -113,24 +108,14 @@ def verdict_row(inst: Instance, outcome: Outcome, threshold: float) -> dict[str,
     return data
 
 
-def not_run_row(base: dict[str, Any], cause: str) -> dict[str, Any]:
+def not_run_row(inst: Instance, cause: str) -> dict[str, Any]:
     """A selected item with no verdict in this session or the run directory: counts 0 in the mean."""
-    return {**error_row(base, "not_run", cause), "outcome": "not_run"}
+    return row_of(Outcome.not_run(inst, cause), instance=inst)
 
 
-def error_row(base: dict[str, Any], code: str, message: str) -> dict[str, Any]:
+def error_row(inst: Instance, code: str, message: str) -> dict[str, Any]:
     """A row for an item that has no score: harness trouble, a dead worker, a run cut short."""
-    return {
-        **base,
-        "score": 0.0,
-        "n_resolved": 0,
-        "n_tests": 0,
-        "outcome": "error",
-        "error_code": code,
-        "message": message,
-        "eval_seconds": 0.0,
-        "integrity": "",
-    }
+    return row_of(Outcome.error(inst, code, message), instance=inst)
 
 
 def teststatus(report: pytest.TestReport) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
@@ -143,8 +128,8 @@ def teststatus(report: pytest.TestReport) -> tuple[str, str, tuple[str, dict[str
     return category, LETTERS[category], (word, color)
 
 
-class Collector:
-    """Controller-side: gathers every item's verdict from the reports as they arrive.
+class Tally:
+    """Controller-side tally of the verdicts (not a pytest collector): one row per item, from its reports.
 
     With ``report_path`` it also keeps the ``--pb-report`` JSON current, written
     atomically after each verdict and once more at the end. The aggregates become
@@ -195,10 +180,10 @@ class Collector:
             message = text[0] if text else "the item failed without a verdict"
             if crashed:
                 message += "; it counts 0: rerun it (finished work resumes from the run directory)"
-            data = error_row(base_row(inst), "worker_crashed" if crashed else "no_verdict", message)
+            data = error_row(inst, "worker_crashed" if crashed else "no_verdict", message)
         if isinstance(data, dict):
             key = (data["instance_id"], data["attempt"])
-            if data.get("outcome") != "error" or key not in self.rows:
+            if data.get("outcome") != ERROR or key not in self.rows:
                 self.rows[key] = data  # a teardown error never hides the item's verdict
             # Current within a second, without rewriting the whole file per item (N^2 on big runs).
             if time.monotonic() - self._written >= REPORT_EVERY_SECONDS:
@@ -207,6 +192,9 @@ class Collector:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         # tryfirst: before junitxml's own sessionfinish writes the file.
+        # Private pytest API, used here only: the stash key of the --junitxml writer, the one
+        # way to add suite-level properties from the controller (record_testsuite_property is
+        # a fixture, per worker). Checked by tests/unit/test_private_apis.py.
         from _pytest.junitxml import xml_key
 
         self.add_missing(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
@@ -241,16 +229,16 @@ class Collector:
                 outcome, source = found
                 if self.integrity == "strict":
                     outcome = outcome.counted_strictly()
-                self.rows[key] = {**verdict_row(inst, outcome, self.threshold), "session": source}
+                self.rows[key] = {**row_of(outcome, self.threshold, inst), "session": source}
             elif nodeid in self.expected:
-                self.rows[key] = not_run_row(base_row(inst), cause)
+                self.rows[key] = not_run_row(inst, cause)
             else:
                 self.rows[key] = not_run_row(
-                    base_row(inst), "not selected in this session (-k, -m, --lf or node ids), no verdict yet"
+                    inst, "not selected in this session (-k, -m, --lf or node ids), no verdict yet"
                 )
 
     def suite_properties(self) -> list[tuple[str, object]]:
-        from pytest_programbench.reporting import OUTCOMES, totals
+        from pytest_programbench.reporting import totals
 
         summary = totals(list(self.rows.values()), threshold=self.threshold, integrity=self.integrity)
         props: list[tuple[str, object]] = [

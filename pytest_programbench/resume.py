@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_programbench import files
-from pytest_programbench.model import AgentRun, Instance, Outcome
+from pytest_programbench.model import AgentRun, Instance, Outcome, agent_run_of
 from pytest_programbench.submissions import ARCHIVE_NAME
 
 AGENT_MARKER = "agent.json"
@@ -67,6 +67,7 @@ def mark_agent_done(instance_dir: Path, run: AgentRun) -> None:
         json.dumps(
             {"agent": asdict(run), "submission_sha256": sha256(instance_dir / ARCHIVE_NAME)}, indent=2
         ),
+        durable=True,
     )
 
 
@@ -99,6 +100,7 @@ def mark_scored(instance_dir: Path, outcome: Outcome, source: Path | None) -> No
             },
             indent=2,
         ),
+        durable=True,
     )
 
 
@@ -187,9 +189,11 @@ def earlier_verdict(instance: Instance, instance_dir: Path) -> tuple[Outcome, st
         recorded = data.get("outcome")
         if not isinstance(recorded, dict) or data.get("eval_sha256") != sha256(eval_json):
             return None
-        names = {f.name for f in fields(Outcome)}
+        names = {f.name for f in fields(Outcome)} - {"agent"}
+        values = {k: v for k, v in recorded.items() if k in names}
+        values.setdefault("outcome", recorded.get("category"))  # markers written before the rename
         try:
-            return Outcome(**{k: v for k, v in recorded.items() if k in names}), "earlier"
+            return Outcome(**values, agent=agent_run_of(recorded)), "earlier"
         except TypeError:
             return None
     try:
@@ -201,11 +205,7 @@ def earlier_verdict(instance: Instance, instance_dir: Path) -> tuple[Outcome, st
 def reused(outcome: Outcome, previous: dict[str, Any]) -> Outcome:
     """A verdict taken over from a previous session: what eval.json does not hold, as recorded.
 
-    That is the agent's figures, the scoring time, the integrity findings and the image scored.
+    That is the agent run, the scoring time, the integrity findings and the image scored.
     """
-    kept = {f.name for f in fields(Outcome) if f.name.startswith("agent")} | {
-        "eval_seconds",
-        "findings",
-        "image_id",
-    }
-    return replace(outcome, reused=True, **{k: v for k, v in previous.items() if k in kept})
+    kept = {k: previous[k] for k in ("eval_seconds", "findings", "image_id") if k in previous}
+    return replace(outcome, reused=True, agent=agent_run_of(previous) or outcome.agent, **kept)

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 from pytest_programbench.containers import (
     KEPT_PREFIX,
     LABEL_INSTANCE,
@@ -429,39 +427,3 @@ def open_sandbox(
         finally:
             if not sandbox.expired:  # stop the watchdog and whatever still runs
                 sandbox.expire()
-
-
-class LeftoverSweep:
-    """Controller-only: at the end, remove what a killed xdist worker or a stop could not.
-
-    That is agent and scoring containers, and the images the evaluator commits (they carry
-    the scoring container's labels).
-
-    A worker removes its sandbox when the item ends; one that dies mid-item (OOM, kill -9)
-    leaves it running. Every worker is gone by the controller's sessionfinish, so anything
-    still labelled with this run is a leftover.
-    """
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if session.testscollected == 0:
-            return
-        reporter = session.config.pluginmanager.getplugin("terminalreporter")
-        try:
-            with Engine() as engine:
-                removed = engine.sweep({LABEL_RUN: self.run_id})
-        except Exception as exc:  # the summary matters more than the sweep; --pb-cleanup can finish it
-            if reporter is not None:
-                reporter.write_line(
-                    f"programbench: sweeping this run's containers failed ({exc}); "
-                    "`pytest --pb-cleanup` removes leftovers"
-                )
-            return
-        if removed and reporter is not None:
-            reporter.write_line(
-                f"programbench: removed {removed} container(s) and image(s) a crashed worker "
-                "or an interruption left behind"
-            )

@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import gzip
 import io
+import shutil
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_programbench.containers import Engine
 
 INSTANCE_ID = "pbselftest__rpncalc.5e1f7a0"
 IMAGE_TAG = "task_cleanroom_v6"
@@ -162,6 +167,22 @@ def write_blob_dir(dest: Path) -> Path:
     for branch in branch_names():
         write_targz(tests / f"{branch}.tar.gz", _branch_members(branch))
     return dest
+
+
+def clone(engine: Engine, tasks: Path, blobs: Path, ids: Sequence[str]) -> None:
+    """The self-test task under other instance ids: task files, hidden tests and an image tag each.
+
+    One session can then score several submissions with one image (the test suite and the
+    benchmarks do). ``blobs`` gets the self-test task's own archives too.
+    """
+    from programbench.constants import image_name_from_instance_id
+
+    write_blob_dir(blobs)
+    source_task = tasks_dir() / INSTANCE_ID
+    for iid in ids:
+        shutil.copytree(source_task, tasks / iid)
+        shutil.copytree(blobs / INSTANCE_ID, blobs / iid)
+        engine.tag(f"{image_name()}:{IMAGE_TAG}", f"{image_name_from_instance_id(iid)}:{IMAGE_TAG}")
 
 
 def _patched(source: str, old: str, new: str) -> str:

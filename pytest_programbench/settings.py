@@ -10,49 +10,63 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
-#: ProgramBench's own spelling (task.yaml ``language``) -> the name we show and mark with.
-LANGUAGE_ALIASES: dict[str, str] = {
-    "rust": "rust",
-    "rs": "rust",
-    "go": "go",
-    "golang": "go",
-    "c": "c",
-    "cpp": "cpp",
-    "c++": "cpp",
-    "cxx": "cpp",
-    "haskell": "haskell",
-    "hs": "haskell",
-    "java": "java",
-}
-LANGUAGES = ("rust", "go", "c", "cpp", "haskell", "java")
-DIFFICULTIES = ("easy", "medium", "hard", "unrated")
+from pytest_programbench.model import DIFFICULTIES, LANGUAGE_ALIASES
+
 DEFAULT_IMAGE_TAG = "task_cleanroom_v6"
 # mini-swe-agent's ProgramBench config keeps a task container 7 h; the agent gets the same bound.
 DEFAULT_AGENT_TIMEOUT = 7 * 3600
 BUILTIN_AGENTS = ("none", "command", "mini-swe-agent")
 INTEGRITY_MODES = ("report", "strict")
+PULL_POLICIES = ("never", "missing", "always")
+# pytest reads int and float ini values since 8.4; before that every scalar ini value is a string.
+_NUMBER_INI_TYPES = tuple(int(p) for p in pytest.__version__.split(".")[:2]) >= (8, 4)
+
+
+#: How an option's value is turned into its Settings field: (value, where it came from, config).
+Parse = Callable[[Any, str, pytest.Config], Any]
 
 
 @dataclass(frozen=True)
 class Option:
-    """One user-facing setting: its flag, ini twin, help and how it parses."""
+    """One user-facing setting: its flag, ini twin, help, default, and the field it fills.
+
+    ``kind`` says how pytest reads it: ``string`` (one value), ``list`` (repeatable, comma
+    lists), ``bool`` (a flag), ``int``/``float`` (one value, a number in ini files too).
+    ``parse`` checks the raw value and returns what ``Settings.<field>`` holds; an option
+    without a field is read by the rules of :func:`resolve` instead.
+    """
 
     flag: str
     help: str
-    kind: str = "string"  # string | list | int | float | bool | path
-    default: Any = None
+    kind: str = "string"
+    default: str = ""  # shown in --help as "(default: ...)"
+    field: str = ""
+    parse: Parse | None = None
     metavar: str | None = None
 
     @property
     def dest(self) -> str:
         return self.flag.lstrip("-").replace("-", "_")
+
+
+def _plain(parse: Callable[[Any, str], Any]) -> Parse:
+    """A parser that needs no config (most of them)."""
+    return lambda value, where, config: parse(value, where)
+
+
+def _flag(value: Any, where: str, config: pytest.Config) -> bool:
+    return True
+
+
+def _text(value: Any, where: str, config: pytest.Config) -> str:
+    return str(value).strip()
 
 
 # The selection options: giving any of them (or its ini twin) switches the plugin on.
@@ -61,27 +75,42 @@ SELECTION_OPTIONS = (
         "--pb-language",
         "Languages to run: rust/rs, go, c, cpp/c++, haskell/hs, java, or all; repeatable or a comma list",
         "list",
+        "all",
+        "languages",
+        _plain(lambda v, w: parse_languages(v, w)),
         metavar="L",
     ),
     Option(
         "--pb-difficulty",
         "Difficulties to run: easy, medium, hard, unrated; repeatable or a comma list",
         "list",
+        "all",
+        "difficulties",
+        _plain(lambda v, w: parse_difficulties(v, w)),
         metavar="D",
     ),
     Option(
         "--pb-instance",
         "Run instances whose id matches this regex (re.match, like `programbench eval --filter`)",
+        default="all",
+        field="instance_pattern",
+        parse=_plain(lambda v, w: parse_pattern(v, w)),
         metavar="REGEX",
     ),
     Option(
-        "--pb-slice", "Run this slice A:B of the selected instances (after the other filters)", metavar="A:B"
+        "--pb-slice",
+        "Run this slice A:B of the selected instances (after the other filters)",
+        default="all of them",
+        field="slice",
+        parse=_plain(lambda v, w: parse_slice(v, w)),
+        metavar="A:B",
     ),
     Option(
         "--pb-tasks-dir",
-        "Task definitions in the programbench layout (DIR/<id>/task.yaml); "
-        "default: the programbench package's 200 tasks",
-        "path",
+        "Task definitions in the programbench layout (DIR/<id>/task.yaml)",
+        default="the programbench package's 200 tasks",
+        field="tasks_dir",
+        parse=lambda v, w, c: _resolve_path(v, c, w),
         metavar="DIR",
     ),
     Option(
@@ -89,104 +118,154 @@ SELECTION_OPTIONS = (
         "Check this machine's setup: build the bundled self-test task's image if missing and score "
         "its reference submission end to end",
         "bool",
+        "off",
     ),
     Option(
         "--pb-submissions",
         "Replay: score DIR/<id>/submission.tar.gz instead of running an agent "
         "(alone, it selects the instances DIR holds)",
-        "path",
+        default="run an agent",
+        field="submissions_dir",
+        parse=lambda v, w, c: _resolve_path(v, c, w),
         metavar="DIR",
     ),
 )
 OTHER_OPTIONS = (
     Option(
         "--pb-image-tag",
-        f"Tag of the task images. Default: {DEFAULT_IMAGE_TAG}",
+        "Tag of the task images",
         default=DEFAULT_IMAGE_TAG,
+        field="image_tag",
+        parse=_plain(lambda v, w: parse_image_tag(v, w)),
         metavar="TAG",
     ),
     Option(
         "--pb-attempts",
-        "Run every instance K times (pass@k, mean over attempts). Default: 1",
+        "Run every instance K times (pass@k, mean over attempts)",
         "int",
-        default=1,
+        "1",
+        "attempts",
+        _plain(lambda v, w: parse_positive_int(v, w)),
         metavar="K",
     ),
     Option(
         "--pb-blob-dir",
-        "Hidden-test archives DIR/<id>/tests/<branch>.tar.gz; default: $PROGRAMBENCH_BLOB_DIR when set "
-        "(as programbench reads it), else download from Hugging Face (PROGRAMBENCH_HF_REPO/REVISION, "
-        "HF_TOKEN, HF_HUB_OFFLINE honoured)",
-        "path",
+        "Hidden-test archives DIR/<id>/tests/<branch>.tar.gz "
+        "(PROGRAMBENCH_HF_REPO/REVISION, HF_TOKEN, HF_HUB_OFFLINE honoured)",
+        default="$PROGRAMBENCH_BLOB_DIR when set (as programbench reads it), else download from Hugging Face",
+        field="blob_dir",
+        parse=lambda v, w, c: _resolve_path(v, c, w),
         metavar="DIR",
     ),
     Option(
         "--pb-output",
-        "Run directory (programbench eval/info layout). Default: .programbench/runs/<run id> in the "
-        "directory pytest starts in (.programbench/runs/latest points at the newest)",
-        "outdir",
+        "Run directory (programbench eval/info layout)",
+        default=".programbench/runs/<run id> in the directory pytest starts in (runs/latest: the newest)",
+        field="output_dir",
+        parse=lambda v, w, c: _resolve_path(v, c, w, must_exist=False),
         metavar="DIR",
     ),
-    Option("--pb-report", "Write the results as JSON to FILE", "file", metavar="FILE"),
+    Option(
+        "--pb-report",
+        "Write the results as JSON to FILE",
+        default="none",
+        field="report_file",
+        parse=lambda v, w, c: str((_base(c, w) / os.path.expanduser(v)).resolve()),
+        metavar="FILE",
+    ),
     Option(
         "--pb-cpus",
-        "CPUs per agent and scoring container. Default: the engine's cores, at most 10 (the official value); "
-        "always clamped to what the engine has",
+        "CPUs per agent and scoring container; always clamped to what the engine has",
         "int",
+        "the engine's cores, at most 10 (the official value)",
+        "cpus",
+        _plain(lambda v, w: parse_positive_int(v, w)),
         metavar="N",
     ),
     Option(
-        "--pb-pull", "Pull task images: never, missing (default) or always", default="missing", metavar="WHEN"
+        "--pb-pull",
+        "Pull task images: never, missing or always",
+        default="missing",
+        field="pull",
+        parse=_plain(lambda v, w: parse_choice(v, w, PULL_POLICIES)),
+        metavar="WHEN",
     ),
     Option(
         "--pb-agent",
         "Agent that solves each instance: none, command, mini-swe-agent, or module:attr (a callable "
-        "(instance, sandbox) or an object with run(instance, sandbox)). A conftest.py "
-        "pytest_programbench_agent hook or pb_agent fixture takes precedence",
+        "(instance, sandbox) or an object with run(instance, sandbox)); conftest.py may choose "
+        "instead (see the README: Running an agent)",
+        default="none given: the item errors unless a hook or fixture names one",
+        field="agent",
+        parse=_plain(lambda v, w: parse_agent(v, w)),
         metavar="NAME",
     ),
     Option(
         "--pb-agent-cmd",
         "Host command of the `command` agent; it gets PB_CONTAINER_ID, DOCKER_HOST, PB_INSTANCE_ID, "
         "PB_WORKSPACE and PB_PROMPT_FILE in its environment",
+        default="none",
+        field="agent_cmd",
+        parse=_text,
         metavar="CMD",
     ),
     Option(
-        "--pb-model", "Model of the mini-swe-agent agent, e.g. anthropic/claude-sonnet-4-5", metavar="MODEL"
+        "--pb-model",
+        "Model of the mini-swe-agent agent, e.g. anthropic/claude-sonnet-4-5",
+        default="mini-swe-agent's configured model",
+        field="model",
+        parse=_text,
+        metavar="MODEL",
     ),
     Option(
         "--pb-agent-config",
         "YAML merged over mini-swe-agent's ProgramBench config (agent, model, environment keys)",
-        "file",
+        default="none",
+        field="agent_config",
+        parse=lambda v, w, c: _existing_file(v, c, w),
         metavar="FILE",
     ),
     Option(
         "--pb-agent-timeout",
-        f"Wall-clock limit of the agent phase per instance: seconds or 30m/2h. Default: "
-        f"{DEFAULT_AGENT_TIMEOUT // 3600}h",
+        "Wall-clock limit of the agent phase per instance: seconds or 30m/2h",
+        default=f"{DEFAULT_AGENT_TIMEOUT // 3600}h",
+        field="agent_timeout",
+        parse=_plain(lambda v, w: parse_duration(v, w)),
         metavar="S",
     ),
     Option(
         "--pb-memory",
-        "Memory limit of the agent container (e.g. 8g); default: no limit",
+        "Memory limit of the agent container (e.g. 8g)",
+        default="no limit",
+        field="memory",
+        parse=_plain(lambda v, w: parse_memory(v, w)),
         metavar="SIZE",
     ),
-    Option("--pb-network", "Give the agent container network access (default: none)", "bool"),
+    Option("--pb-network", "Give the agent container network access", "bool", "none", "network", _flag),
     Option(
         "--pb-scoring-memory",
-        "Memory limit of each scoring container (e.g. 16g); default: none, as the official evaluator "
-        "(a limit can change scores: a build or test that needs more fails)",
+        "Memory limit of each scoring container (e.g. 16g); a limit can change scores: a build or "
+        "test that needs more fails",
+        default="none, as the official evaluator",
+        field="scoring_memory",
+        parse=_plain(lambda v, w: parse_memory(v, w)),
         metavar="SIZE",
     ),
     Option(
         "--pb-max-submission",
-        "Largest packed submission (e.g. 200m, 2g); a replayed archive may unpack to 8x this. Default: 1g",
+        "Largest packed submission (e.g. 200m, 2g); a replayed archive may unpack to 8x this",
+        default="1g",
+        field="max_submission",
+        parse=_plain(lambda v, w: parse_bytes(v, w)),
         metavar="SIZE",
     ),
     Option(
         "--pb-disk",
         "Disk the agent container may write (e.g. 20g): a quota where the engine has one, else the "
-        "agent is stopped when it passes it. Default: no limit",
+        "agent is stopped when it passes it",
+        default="no limit",
+        field="disk",
+        parse=_plain(lambda v, w: parse_bytes(v, w)),
         metavar="SIZE",
     ),
     Option(
@@ -194,50 +273,71 @@ OTHER_OPTIONS = (
         "Re-score every instance in full, ignoring verdicts a previous session left in the run directory "
         "(--pb-output). Agents are not rerun: their packed submissions are scored again",
         "bool",
+        "off",
+        "force",
+        _flag,
     ),
     Option(
         "--pb-force-agent",
         "Rerun the agents too (implies --pb-force): nothing a previous session left is reused",
         "bool",
+        "off",
+        "force_agent",
+        _flag,
     ),
     Option(
         "--pb-branch-workers",
         "Test branches of one instance scored in parallel, each in its own container, like "
-        "`programbench eval --branch-workers`; they share the engine's CPUs. Default: 1",
+        "`programbench eval --branch-workers`; they share the engine's CPUs",
         "int",
-        default=1,
+        "1",
+        "branch_workers",
+        _plain(lambda v, w: parse_positive_int(v, w)),
         metavar="N",
     ),
     Option(
         "--pb-branch-retries",
         "Rerun a test branch whose JUnit XML reports pytest-xdist worker crashes up to N times in a fresh "
-        "container, like `programbench eval --branch-retries`; 0 disables. Default: 1",
+        "container, like `programbench eval --branch-retries`; 0 disables",
         "int",
-        default=1,
+        "1",
+        "branch_retries",
+        _plain(lambda v, w: parse_count(v, w)),
         metavar="N",
     ),
-    Option("--pb-keep", "Keep agent containers after their item, for debugging", "bool"),
+    Option(
+        "--pb-keep", "Keep agent containers after their item, for debugging", "bool", "off", "keep", _flag
+    ),
     Option(
         "--pb-keep-other-tests",
         "Also run the other tests pytest collects (by default a ProgramBench session deselects them)",
         "bool",
+        "off",
+        "keep_other_tests",
+        _flag,
     ),
     Option(
         "--pb-cleanup",
         "Remove containers left behind by sessions that are no longer running, then exit",
         "bool",
+        "off",
     ),
     Option(
         "--pb-integrity",
-        "What the integrity audit's findings do: report (default: the official score, findings beside "
-        "it) or strict (a flagged instance counts 0)",
+        "What the integrity audit's findings do: report (the official score, findings beside it) "
+        "or strict (a flagged instance counts 0)",
+        default="report",
+        field="integrity",
+        parse=_plain(lambda v, w: parse_choice(v, w, INTEGRITY_MODES)),
         metavar="MODE",
     ),
     Option(
         "--pb-threshold",
-        "An item passes when its score >= X (0..1). Default: 1.0 (resolved)",
+        "An item passes when its score >= X (0..1)",
         "float",
-        default=1.0,
+        "1.0 (resolved)",
+        "threshold",
+        _plain(lambda v, w: parse_fraction(v, w)),
         metavar="X",
     ),
 )
@@ -314,18 +414,24 @@ class Settings:
 def add_options(parser: pytest.Parser, options: Sequence[Option] = ALL_OPTIONS) -> None:
     group = parser.getgroup("programbench", "ProgramBench benchmark (pytest-programbench)")
     for opt in options:
+        text = f"{opt.help} (default: {opt.default})" if opt.default else opt.help
         if opt.kind == "list":
-            group.addoption(opt.flag, action="append", dest=opt.dest, metavar=opt.metavar, help=opt.help)
+            group.addoption(opt.flag, action="append", dest=opt.dest, metavar=opt.metavar, help=text)
+            parser.addini(opt.dest, text, type="args")
         elif opt.kind == "bool":
-            group.addoption(opt.flag, action="store_const", const=True, dest=opt.dest, help=opt.help)
+            group.addoption(opt.flag, action="store_const", const=True, dest=opt.dest, help=text)
+            parser.addini(opt.dest, text, type="bool", default=None)
         else:
-            group.addoption(opt.flag, dest=opt.dest, metavar=opt.metavar, help=opt.help)
-        if opt.kind == "list":
-            parser.addini(opt.dest, opt.help, type="args")
-        elif opt.kind == "bool":
-            parser.addini(opt.dest, opt.help, type="bool", default=None)
-        else:
-            parser.addini(opt.dest, opt.help, type="string")
+            # Numbers stay strings on the command line so our parsers word the error.
+            group.addoption(opt.flag, dest=opt.dest, metavar=opt.metavar, help=text)
+            parser.addini(opt.dest, text, type=_ini_type(opt.kind), default=None)
+
+
+def _ini_type(kind: str) -> Literal["string", "int", "float"]:
+    """Numbers are numbers in ini files where pytest can say so (8.4+: a TOML 3 is not a string)."""
+    if kind in ("int", "float") and _NUMBER_INI_TYPES:
+        return "int" if kind == "int" else "float"
+    return "string"
 
 
 def _raw(config: pytest.Config, opt: Option) -> tuple[Any, str]:
@@ -333,9 +439,16 @@ def _raw(config: pytest.Config, opt: Option) -> tuple[Any, str]:
     value = config.getoption(opt.dest)
     if value is not None:
         return value, opt.flag
-    ini = config.getini(opt.dest)
+    where = f"ini option {opt.dest}"
+    try:
+        ini = config.getini(opt.dest)
+    except (TypeError, ValueError, pytest.UsageError) as exc:  # an ini number pytest could not read
+        raise pytest.UsageError(
+            f"programbench: {where} is not valid ({exc}); expected a{'n' if opt.kind == 'int' else ''} "
+            f"{opt.kind} number"
+        ) from None
     if ini not in (None, "", []):
-        return ini, f"ini option {opt.dest}"
+        return ini, where
     return None, ""
 
 
@@ -441,6 +554,20 @@ def parse_bytes(value: object, where: str) -> int:
     return int(number)
 
 
+def parse_image_tag(value: object, where: str) -> str:
+    tag = str(value).strip()
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag):
+        raise _usage(where, tag, "expected a Docker tag such as task_cleanroom_v6")
+    return tag
+
+
+def parse_choice(value: object, where: str, accepted: Sequence[str]) -> str:
+    choice = str(value).strip().lower()
+    if choice not in accepted:
+        raise _usage(where, choice, "accepted: " + ", ".join(accepted))
+    return choice
+
+
 def parse_agent(value: object, where: str) -> str:
     name = str(value).strip()
     if name in BUILTIN_AGENTS or name == "selftest" or re.fullmatch(r"[\w.]+:[\w.]+", name):
@@ -493,6 +620,13 @@ def instance_pattern_of(node_ids: Sequence[str]) -> str:
     return "(" + "|".join(re.escape(i) for i in ids) + ")$" if ids else ".*"
 
 
+def _existing_file(value: str, config: pytest.Config, where: str) -> str:
+    path = (_base(config, where) / os.path.expanduser(value)).resolve()
+    if not path.is_file():
+        raise _usage(where, value, f"{path} is not a file")
+    return str(path)
+
+
 def _selftest_inputs(config: pytest.Config) -> dict[str, Any]:
     """The self-test task and its hidden tests (written under home()); its agent is scripted."""
     from pytest_programbench import selftest
@@ -508,6 +642,7 @@ def _selftest_inputs(config: pytest.Config) -> dict[str, Any]:
 def resolve(config: pytest.Config, node_ids: Sequence[str] = ()) -> Settings:
     """Build the session's settings; raises pytest.UsageError on any bad value.
 
+    Each option's parser fills its field; then the few rules between options.
     ``node_ids``: parameter ids of instance node ids pasted as arguments; they select
     the plugin (and, alone, those instances) like a selection option.
     """
@@ -520,92 +655,26 @@ def resolve(config: pytest.Config, node_ids: Sequence[str] = ()) -> Settings:
                 "--pb-language rust, --pb-instance REGEX or --pb-selftest"
             )
         return Settings(active=False)
-
-    def value(dest: str) -> Any:
-        return raw[dest][0]
-
-    def where(dest: str) -> str:
-        return raw[dest][1]
-
     kwargs: dict[str, Any] = {"node_ids": tuple(node_ids)}
     if node_ids and not any(raw[opt.dest][0] is not None for opt in SELECTION_OPTIONS):
         kwargs["instance_pattern"] = instance_pattern_of(node_ids)
-    if value("pb_language") is not None:
-        kwargs["languages"] = parse_languages(value("pb_language"), where("pb_language"))
-    if value("pb_difficulty") is not None:
-        kwargs["difficulties"] = parse_difficulties(value("pb_difficulty"), where("pb_difficulty"))
-    if value("pb_instance") is not None:
-        kwargs["instance_pattern"] = parse_pattern(value("pb_instance"), where("pb_instance"))
-    if value("pb_slice") is not None:
-        kwargs["slice"] = parse_slice(value("pb_slice"), where("pb_slice"))
-    if value("pb_tasks_dir") is not None:
-        kwargs["tasks_dir"] = _resolve_path(value("pb_tasks_dir"), config, where("pb_tasks_dir"))
-    if value("pb_image_tag") is not None:
-        tag = str(value("pb_image_tag")).strip()
-        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag):
-            raise _usage(where("pb_image_tag"), tag, "expected a Docker tag such as task_cleanroom_v6")
-        kwargs["image_tag"] = tag
-    if value("pb_attempts") is not None:
-        kwargs["attempts"] = parse_positive_int(value("pb_attempts"), where("pb_attempts"))
-    if value("pb_selftest"):
-        kwargs.update(_selftest_inputs(config))
-    for dest, field_name in (("pb_submissions", "submissions_dir"), ("pb_blob_dir", "blob_dir")):
-        if value(dest) is not None:
-            kwargs[field_name] = _resolve_path(value(dest), config, where(dest))
-    if value("pb_output") is not None:
-        kwargs["output_dir"] = _resolve_path(value("pb_output"), config, where("pb_output"), must_exist=False)
-    if value("pb_report") is not None:
-        base = _base(config, where("pb_report"))
-        kwargs["report_file"] = str((base / os.path.expanduser(value("pb_report"))).resolve())
-    if value("pb_cpus") is not None:
-        kwargs["cpus"] = parse_positive_int(value("pb_cpus"), where("pb_cpus"))
-    if value("pb_pull") is not None:
-        pull = str(value("pb_pull")).strip().lower()
-        if pull not in ("never", "missing", "always"):
-            raise _usage(where("pb_pull"), pull, "accepted: never, missing, always")
-        kwargs["pull"] = pull
-    if value("pb_agent") is not None:
-        kwargs["agent"] = parse_agent(value("pb_agent"), where("pb_agent"))
-    for dest in ("pb_agent_cmd", "pb_model"):
-        if value(dest) is not None:
-            kwargs[dest[3:]] = str(value(dest)).strip()
-    if value("pb_agent_config") is not None:
-        base = _base(config, where("pb_agent_config"))
-        path = (base / os.path.expanduser(value("pb_agent_config"))).resolve()
-        if not path.is_file():
-            raise _usage(where("pb_agent_config"), value("pb_agent_config"), f"{path} is not a file")
-        kwargs["agent_config"] = str(path)
-    if value("pb_agent_timeout") is not None:
-        kwargs["agent_timeout"] = parse_duration(value("pb_agent_timeout"), where("pb_agent_timeout"))
-    if value("pb_memory") is not None:
-        kwargs["memory"] = parse_memory(value("pb_memory"), where("pb_memory"))
-    if value("pb_scoring_memory") is not None:
-        kwargs["scoring_memory"] = parse_memory(value("pb_scoring_memory"), where("pb_scoring_memory"))
-    for dest in ("pb_max_submission", "pb_disk"):
-        if value(dest) is not None:
-            kwargs[dest[3:]] = parse_bytes(value(dest), where(dest))
+    for opt in ALL_OPTIONS:
+        value, where = raw[opt.dest]
+        if opt.parse is not None and value is not None and value is not False:  # False: an ini bool off
+            kwargs[opt.field] = opt.parse(value, where, config)
+    if raw["pb_selftest"][0]:
+        # The bundled task replaces any tasks dir; a blob dir given alongside still wins.
+        inputs = _selftest_inputs(config)
+        kwargs.update(selftest=True, tasks_dir=inputs["tasks_dir"])
+        kwargs.setdefault("blob_dir", inputs["blob_dir"])
+        if not kwargs.get("agent") and not kwargs.get("submissions_dir"):
+            kwargs["agent"] = "selftest"
     if "blob_dir" not in kwargs and os.environ.get("PROGRAMBENCH_BLOB_DIR"):
         kwargs["blob_dir"] = _resolve_path(
             os.environ["PROGRAMBENCH_BLOB_DIR"], config, "environment variable PROGRAMBENCH_BLOB_DIR"
         )
-    for dest in ("pb_network", "pb_keep", "pb_keep_other_tests", "pb_force", "pb_force_agent"):
-        if value(dest):
-            kwargs[dest[3:]] = True
     if kwargs.get("force_agent"):
         kwargs["force"] = True  # a rerun agent leaves a new submission: nothing old can be reused
-    if value("pb_branch_workers") is not None:
-        kwargs["branch_workers"] = parse_positive_int(value("pb_branch_workers"), where("pb_branch_workers"))
-    if value("pb_branch_retries") is not None:
-        kwargs["branch_retries"] = parse_count(value("pb_branch_retries"), where("pb_branch_retries"))
-    if kwargs.get("selftest") and not kwargs.get("agent") and not kwargs.get("submissions_dir"):
-        kwargs["agent"] = "selftest"
     if kwargs.get("agent") == "command" and not kwargs.get("agent_cmd"):
-        raise _usage(where("pb_agent"), "command", "the command agent needs --pb-agent-cmd CMD")
-    if value("pb_integrity") is not None:
-        mode = str(value("pb_integrity")).strip().lower()
-        if mode not in INTEGRITY_MODES:
-            raise _usage(where("pb_integrity"), mode, "accepted: " + ", ".join(INTEGRITY_MODES))
-        kwargs["integrity"] = mode
-    if value("pb_threshold") is not None:
-        kwargs["threshold"] = parse_fraction(value("pb_threshold"), where("pb_threshold"))
+        raise _usage(raw["pb_agent"][1], "command", "the command agent needs --pb-agent-cmd CMD")
     return Settings(active=True, **kwargs)

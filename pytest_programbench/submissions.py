@@ -60,7 +60,6 @@ def place_submission(source: Path, instance_dir: Path) -> Path:
     if target.exists() and target.resolve() == source.resolve():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = files.partial_path(target)
-    shutil.copyfile(source, partial)
-    partial.replace(target)
+    with files.replacing(target, durable=True) as partial:
+        shutil.copyfile(source, partial)
     return target

@@ -13,10 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from pytest_programbench.model import Instance, Selection
-from pytest_programbench.settings import LANGUAGE_ALIASES, Settings
+from pytest_programbench.errors import SelectionInvalid
+from pytest_programbench.model import LANGUAGE_ALIASES, Instance, Selection
+from pytest_programbench.settings import Settings
 
 #: The package's test fixture, not a benchmark task (its tests.json names do not
 #: even match pytest's JUnit names).
@@ -48,10 +47,10 @@ def load_instances(tasks_dir: Path, *, image_tag: str, skip_fixtures: bool) -> l
         try:
             meta = _yaml_load(task_yaml.read_text())
         except Exception as exc:
-            raise pytest.UsageError(f"programbench: cannot read {task_yaml}: {exc}") from None
+            raise SelectionInvalid(f"cannot read {task_yaml}: {exc}") from None
         problem = task_yaml_problem(meta)
         if problem:
-            raise pytest.UsageError(f"programbench: {task_yaml} is not a valid task.yaml: {problem}")
+            raise SelectionInvalid(f"{task_yaml} is not a valid task.yaml: {problem}")
         language = str(meta.get("language", "unknown")).lower()
         instances.append(
             Instance(
@@ -73,8 +72,8 @@ def select(settings: Settings) -> Selection:
         tasks_dir, source = Path(settings.tasks_dir), settings.tasks_dir
         instances = load_instances(tasks_dir, image_tag=settings.image_tag, skip_fixtures=False)
         if not instances:
-            raise pytest.UsageError(
-                f"programbench: --pb-tasks-dir {tasks_dir} holds no tasks; expected "
+            raise SelectionInvalid(
+                f"--pb-tasks-dir {tasks_dir} holds no tasks; expected "
                 "<dir>/<instance_id>/task.yaml (the programbench package's data/tasks layout)"
             )
     else:

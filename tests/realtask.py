@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import created_tag
+from support import created_tag
 
 from pytest_programbench.containers import Engine
 from pytest_programbench.selftest import write_targz

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from conftest import created_tag
+from support import created_tag
 
 from pytest_programbench.containers import Engine
 

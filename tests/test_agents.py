@@ -10,7 +10,7 @@ import textwrap
 from typing import Any
 
 import pytest
-from conftest import only_row, running
+from support import only_row, running
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import LABEL_OWNER, LABEL_RUN, Engine

@@ -172,7 +172,7 @@ def test_selftest_partial_submission_detail_on_the_engine(
     reference_executable: bytes,
     selftest_blobs: Path,
 ) -> None:
-    from conftest import clone_selftest
+    from support import clone_selftest
 
     tasks, blobs, [good, half] = clone_selftest(engine, pytester.path / "clone", ["good", "half"])
     runs = pytester.path / "runs"

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import clone_selftest, wait_for
 from engines import SecondEngine
+from support import clone_selftest, wait_for
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import LABEL_RUN, Engine

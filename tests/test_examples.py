@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_mini_agent import assert_no_container_left, deterministic_config, solving_commands, write_yaml
+from support import assert_no_container_left, deterministic_config, solving_commands, write_yaml
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import Engine

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CreationWatch, clone_selftest
+from support import CreationWatch, clone_selftest
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import Engine

@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 from fakehub import FakeHub
 
 from pytest_programbench.errors import HiddenTestsMissing

@@ -19,7 +19,7 @@ import pytest
 import synthruns
 
 from pytest_programbench import htmlreport
-from pytest_programbench.results import Collector
+from pytest_programbench.results import Tally
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -167,7 +167,7 @@ def test_the_page_is_kept_current_while_the_run_goes_on(tmp_path: Path) -> None:
     from pytest_programbench.outputs import Outputs, OutputsPlugin
 
     html = tmp_path / "live.html"
-    collector = Collector(None, {"run_id": "r"})
+    collector = Tally(None, {"run_id": "r"})
     plugin = OutputsPlugin(Outputs(html=str(html)), collector, None)
     collector.rows[("a", 1)] = {
         "instance_id": "a",

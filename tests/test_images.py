@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import clone_selftest, created_tag
 from registry import Registry
+from support import clone_selftest, created_tag
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import Engine

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import clone_selftest
 from junitparser import JUnitXml, Properties, Property
+from support import clone_selftest
 
 from pytest_programbench import integrity, selftest
 from pytest_programbench.containers import Engine

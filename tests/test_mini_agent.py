@@ -21,55 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from support import (
+    COST_PER_STEP,
+    SUBMIT,
+    assert_no_container_left,
+    deterministic_config,
+    solving_commands,
+    write_yaml,
+)
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import LABEL_RUN, Engine
+from pytest_programbench.containers import Engine
 
 INSTANCE = selftest.INSTANCE_ID
-COMPILE_SH = "#!/bin/sh\nset -e\ngcc -O2 -o executable rpncalc.c\n"
-SUBMIT = "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
-COST_PER_STEP = 0.25
-
-
-def model_output(command: str, cost: float = COST_PER_STEP) -> dict[str, Any]:
-    """One DeterministicModel answer (the shape of mini's ``make_output``) running ``command``."""
-    return {
-        "role": "assistant",
-        "content": "scripted step",
-        "extra": {"actions": [{"command": command}], "cost": cost},
-    }
-
-
-def heredoc(path: str, text: str) -> str:
-    # A quoted delimiter: the shell expands nothing in the body (the C source has $ and backslashes).
-    assert "\nPB_EOF\n" not in f"\n{text}"
-    return f"cat > {path} <<'PB_EOF'\n{text}PB_EOF"
-
-
-def solving_commands() -> list[str]:
-    """What a model that knows the answer would do: write the files, build, check, submit."""
-    return [
-        heredoc("rpncalc.c", selftest.reference_source()),
-        heredoc("compile.sh", COMPILE_SH) + "\nchmod +x compile.sh",
-        "./compile.sh && ./executable 2 3 +",
-        SUBMIT,
-    ]
-
-
-def deterministic_config(commands: list[str], **overrides: Any) -> dict[str, Any]:
-    """A --pb-agent-config that swaps the model for DeterministicModel answering ``commands`` in turn."""
-    model = {
-        "model_class": "deterministic",
-        "model_name": "deterministic",
-        "outputs": [model_output(c) for c in commands],
-    }
-    return {**overrides, "model": {**model, **overrides.get("model", {})}}
-
-
-def write_yaml(path: Path, data: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 def run_session(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
@@ -96,13 +60,6 @@ def trajectory(pytester: pytest.Pytester) -> dict[str, Any]:
         (pytester.path / "run" / INSTANCE / f"{INSTANCE}.traj.json").read_text()
     )
     return data
-
-
-def assert_no_container_left(engine: Engine, document: dict[str, Any]) -> None:
-    run_id = document["run_id"]
-    assert run_id
-    leftovers = engine.labelled({LABEL_RUN: run_id})
-    assert [c.name for c in leftovers] == []
 
 
 @pytest.fixture

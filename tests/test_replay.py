@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import clone_selftest
 from fakehub import FakeHub
 from junitparser import JUnitXml, Properties, Property
+from support import clone_selftest
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import Engine

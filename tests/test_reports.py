@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CreationWatch, clone_selftest, wait_for
 from junitparser import JUnitXml, Properties, Property
+from support import CreationWatch, clone_selftest, wait_for
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import LABEL_RUN, Engine

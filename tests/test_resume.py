@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CreationWatch, clone_selftest
+from support import CreationWatch, clone_selftest
 
 from pytest_programbench.containers import Engine
 

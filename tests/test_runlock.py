@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import wait_for
+from support import wait_for
 
 from pytest_programbench import selftest
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import clone_selftest
+from support import clone_selftest
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import Engine

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import BASE_IMAGE
+from support import BASE_IMAGE
 
 from pytest_programbench.containers import Engine
 
@@ -140,7 +140,7 @@ def test_teardown_without_a_set_up_takes_nothing_back(tmp_path: Path) -> None:
 
 
 FAILING_TEST = """
-from conftest import clone_selftest
+from support import clone_selftest
 
 
 def test_clones_then_fails(engine, selftest_image, tmp_path):
