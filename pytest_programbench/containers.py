@@ -114,6 +114,19 @@ def default_host() -> str:
     return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
 
 
+def _transport(host: str) -> dict[str, Any]:
+    """How the SDK reaches ``host`` as the docker CLI would: TLS from the environment for tcp://,
+    the system's ssh client for ssh:// (keys, known_hosts and ~/.ssh/config as for `ssh`)."""
+    if host.startswith("ssh://"):
+        return {"use_ssh_client": True}
+    if host.startswith("tcp://"):
+        from docker.utils import kwargs_from_env
+
+        tls = kwargs_from_env(environment={**os.environ, "DOCKER_HOST": host}).get("tls")
+        return {"tls": tls} if tls else {}
+    return {}
+
+
 class Engine:
     """One Docker engine, reached through the Docker SDK."""
 
@@ -124,8 +137,11 @@ class Engine:
         self.host = host or default_host()
         self._streams: Any = None
         self._disk_quota: bool | None = None
+        self._cpus: int | None = None
         try:
-            self.client: docker.DockerClient = docker.DockerClient(base_url=self.host, timeout=timeout)
+            self.client: docker.DockerClient = docker.DockerClient(
+                base_url=self.host, timeout=timeout, **_transport(self.host)
+            )
             self.client.ping()
         except DockerException as exc:
             raise EngineUnavailable(self.host, _short(exc)) from None
@@ -146,8 +162,19 @@ class Engine:
     # -- facts -----------------------------------------------------------------
 
     @_reaching
+    def alive(self, timeout: float) -> None:
+        """Ping with a short deadline: EngineUnavailable rather than a wait as long as a pull's."""
+        api: Any = self.client.api
+        api._raise_for_status(api._get(api._url("/_ping"), timeout=timeout))
+
+    @_reaching
+    def info(self) -> dict[str, Any]:
+        return dict(self.client.info())
+
     def cpu_count(self) -> int:
-        return int(self.client.info().get("NCPU") or os.cpu_count() or 1)
+        if self._cpus is None:
+            self._cpus = int(self.info().get("NCPU") or os.cpu_count() or 1)
+        return self._cpus
 
     @_reaching
     def version(self) -> str:

@@ -31,6 +31,7 @@ from pytest_programbench.settings import Settings
 from pytest_programbench.submissions import ARCHIVE_NAME, submission_path
 
 if TYPE_CHECKING:
+    from pytest_programbench.fleet import Fleet
     from pytest_programbench.progress import ItemProgress
     from pytest_programbench.sandbox import Sandbox
 
@@ -42,13 +43,26 @@ def pb_settings(pytestconfig: pytest.Config) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def pb_engine() -> Iterator[Engine]:
-    """The Docker engine this process scores on (``DOCKER_HOST`` or the local socket).
+def pb_fleet(pytestconfig: pytest.Config) -> Iterator[Fleet]:
+    """This process's connections to the session's engines (``--pb-docker-host``), opened on first use."""
+    from pytest_programbench.fleet import FLEET_KEY, Fleet
+
+    with Fleet(pytestconfig.stash[FLEET_KEY]) as fleet:
+        yield fleet
+
+
+@pytest.fixture
+def pb_engine(pb_fleet: Fleet, request: pytest.FixtureRequest) -> Engine:
+    """The Docker engine this item runs on: its xdist worker's engine (without -n, the items
+    take turns), else ``DOCKER_HOST`` or the local socket. Reports name it (``pb_engine``).
 
     Override in conftest.py to use another engine.
     """
-    with Engine() as engine:
-        yield engine
+    from pytest_programbench.fleet import ENGINE_KEY
+
+    spec = pb_fleet.spec_for(request.node)
+    request.node.stash[ENGINE_KEY] = spec.url  # named in the report even when it does not answer
+    return pb_fleet.engine(spec.url)
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +83,7 @@ def pb_shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def pb_cpus(pb_settings: Settings, pb_engine: Engine) -> int:
     """CPUs per scoring container: asked for (default the official value) and clamped to the engine.
 
@@ -83,14 +97,20 @@ def pb_cpus(pb_settings: Settings, pb_engine: Engine) -> int:
     return max(1, min(wanted, available))
 
 
-@pytest.fixture(scope="session")
-def pb_scoring_cpus(pb_settings: Settings, pb_engine: Engine, pb_cpus: int) -> int:
-    """CPUs per scoring container: ``pb_cpus``, shared by the ``--pb-branch-workers`` branches.
+@pytest.fixture
+def pb_scoring_cpus(pb_settings: Settings, pb_engine: Engine, pb_cpus: int, pb_fleet: Fleet) -> int:
+    """CPUs per scoring container: its share of the engine, at least 1 and at most ``pb_cpus``.
 
-    An instance runs that many branch containers at once; each gets its share of the
-    engine so together they fit it, as one container does with one branch worker.
+    The engine's cores are shared by every scoring container that may run on it at once:
+    one per xdist worker bound to it, times ``--pb-branch-workers``. Oversubscribed, the
+    hidden tests' own timeouts would turn into lost points and a score would depend on -n.
     """
-    return max(1, min(pb_cpus, pb_engine.cpu_count() // pb_settings.branch_workers))
+    from pytest_programbench.fleet import scoring_cpus, worker_count, worker_number
+
+    workers = (
+        pb_fleet.settings.workers_on(pb_engine.host, worker_count()) if worker_number() is not None else 1
+    )
+    return scoring_cpus(pb_engine.cpu_count(), pb_cpus, workers, pb_settings.branch_workers)
 
 
 @pytest.fixture

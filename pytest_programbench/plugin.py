@@ -41,26 +41,33 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from pytest_programbench import fleet
+
     _settings.add_options(parser)
+    fleet.add_options(parser)
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if not config.getoption("pb_cleanup"):
         return None
+    from pytest_programbench import fleet
     from pytest_programbench.containers import Engine
     from pytest_programbench.errors import EngineUnavailable
 
-    try:
-        engine = Engine()
-    except EngineUnavailable as exc:
-        print(f"programbench: {exc}")
-        return 1
-    with engine:
-        removed, kept = engine.sweep_orphans()
-    print(f"programbench: removed {removed} leftover container(s) and image(s) from {engine.host}")
-    if kept:
-        print(f"programbench: left what may still be in use: {'; '.join(kept)}")
-    return 0
+    status = 0
+    for url in fleet.resolve(config).urls:
+        try:
+            engine = Engine(url)
+        except EngineUnavailable as exc:
+            print(f"programbench: {exc}")
+            status = 1
+            continue
+        with engine:
+            removed, kept = engine.sweep_orphans()
+        print(f"programbench: removed {removed} leftover container(s) and image(s) from {engine.host}")
+        if kept:
+            print(f"programbench: left what may still be in use: {'; '.join(kept)}")
+    return status
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,6 +79,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_programbench import tasks
 
     config.stash[SELECTION_KEY] = tasks.select(settings)
+    from pytest_programbench import fleet
+
+    config.stash[fleet.FLEET_KEY] = fleet.resolve(config)
     from pytest_programbench import fixtures
 
     config.pluginmanager.register(fixtures, "programbench-fixtures")
@@ -86,6 +96,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(), "programbench-xdist")
     if workerinput is None:
+        if not config.option.collectonly:
+            config.stash[fleet.FACTS_KEY] = fleet.survey(config.stash[fleet.FLEET_KEY])
         if settings.output_dir and not config.option.collectonly:
             # A generated run directory is new by construction; a named one may be shared.
             from pytest_programbench.runlock import RunDirLock
@@ -108,7 +120,9 @@ def pytest_configure(config: pytest.Config) -> None:
         if not settings.keep:  # replay starts scoring containers too
             from pytest_programbench.sandbox import LeftoverSweep
 
-            config.pluginmanager.register(LeftoverSweep(run_id), "programbench-sweep")
+            config.pluginmanager.register(
+                LeftoverSweep(run_id, config.stash[fleet.FLEET_KEY].urls), "programbench-sweep"
+            )
     config.addinivalue_line(
         "markers",
         "programbench(language, difficulty): a ProgramBench instance (added by pytest-programbench)",
@@ -176,9 +190,13 @@ class XdistHooks:
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if not config.stash[SETTINGS_KEY].active:
         return None
+    from pytest_programbench import fleet
     from pytest_programbench.reporting import header_lines
 
-    return header_lines(config.stash[SETTINGS_KEY], config.stash[SELECTION_KEY])
+    lines = header_lines(config.stash[SETTINGS_KEY], config.stash[SELECTION_KEY])
+    workers = getattr(config.option, "numprocesses", None)
+    facts = config.stash.get(fleet.FACTS_KEY, [])
+    return lines + fleet.header_lines(config.stash[fleet.FLEET_KEY], facts, int(workers or 1))
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_programbench.fleet import per_engine_lines
 from pytest_programbench.integrity import Finding
 from pytest_programbench.model import Selection
 from pytest_programbench.settings import DIFFICULTIES, LANGUAGES, Settings
@@ -106,6 +107,7 @@ def summary_lines(
         f"{summary[c]} {c}" for c in OUTCOMES if summary[c]
     )
     out.append(line)
+    out.extend(per_engine_lines(rows))
     out.extend(_resume_lines(rows, summary))
     errors = [r for r in rows if r["outcome"] == "error"]
     if errors:

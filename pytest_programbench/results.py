@@ -48,6 +48,7 @@ JUNIT_IF_KNOWN = (
     ("pb_official_score", "official_score"),
     ("pb_image_id", "image_id"),
     ("pb_rescored", "rescored"),
+    ("pb_engine", "engine"),
 )
 
 
@@ -82,6 +83,10 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
         data = error_row(base, code, message)
     else:
         return
+    from pytest_programbench.fleet import ENGINE_KEY
+
+    if ENGINE_KEY in item.stash:
+        data["engine"] = item.stash[ENGINE_KEY]
     setattr(report, REPORT_ATTR, data)
     # On the item, like record_property: junitxml writes them from the teardown report.
     for name, key in JUNIT_PROPERTIES:

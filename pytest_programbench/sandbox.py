@@ -442,24 +442,26 @@ class LeftoverSweep:
     still labelled with this run is a leftover.
     """
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, hosts: tuple[str, ...] = ()) -> None:
         self.run_id = run_id
+        self.hosts = hosts or (None,)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if session.testscollected == 0:
             return
         reporter = session.config.pluginmanager.getplugin("terminalreporter")
-        try:
-            with Engine() as engine:
-                removed = engine.sweep({LABEL_RUN: self.run_id})
-        except Exception as exc:  # the summary matters more than the sweep; --pb-cleanup can finish it
-            if reporter is not None:
-                reporter.write_line(
-                    f"programbench: sweeping this run's containers failed ({exc}); "
-                    "`pytest --pb-cleanup` removes leftovers"
-                )
-            return
+        removed = 0
+        for host in self.hosts:
+            try:
+                with Engine(host) as engine:
+                    removed += engine.sweep({LABEL_RUN: self.run_id})
+            except Exception as exc:  # the summary matters more than the sweep; --pb-cleanup can finish it
+                if reporter is not None:
+                    reporter.write_line(
+                        f"programbench: sweeping this run's containers failed ({exc}); "
+                        "`pytest --pb-cleanup` removes leftovers"
+                    )
         if removed and reporter is not None:
             reporter.write_line(
                 f"programbench: removed {removed} container(s) and image(s) a crashed worker "
