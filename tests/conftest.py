@@ -21,6 +21,7 @@ import pytest
 # a yaml imported again no longer matches its cached C loader ("could not determine a
 # constructor for the tag None"), which broke in-process sessions after test_resume.
 import yaml  # noqa: F401
+from engines import SecondEngine
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import LABEL_INSTANCE, LABEL_RUN, Engine
@@ -53,6 +54,19 @@ def selftest_image(engine: Engine, base_image: str) -> str:
     ref = f"{selftest.image_name()}:{selftest.IMAGE_TAG}"
     engine.build(str(selftest.image_context()), ref, {"BASE": base_image})
     return ref
+
+
+@pytest.fixture(scope="module")
+def engine_b(selftest_image: str) -> Iterator[SecondEngine]:
+    """A second dockerd (tests/engines.py) holding the self-test image; stopped when the module ends."""
+    second = SecondEngine()
+    second.start()
+    second.load(selftest_image)
+    yield second
+    second.start()  # a test may have left it dead; leave it clean and stopped
+    with Engine(second.host) as eng:
+        eng.sweep({LABEL_RUN: None})
+    second.stop()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +27,6 @@ def pytest_programbench_agent(config, instance):
         sandbox.exec("sleep 600")
     return agent
 """
-
-
-@pytest.fixture(scope="module")
-def engine_b(selftest_image: str) -> Iterator[SecondEngine]:
-    second = SecondEngine()
-    second.start()
-    second.load(selftest_image)
-    yield second
-    second.start()  # a test may have left it dead; leave it clean and stopped
-    with Engine(second.host) as eng:
-        eng.sweep({LABEL_RUN: None})
-    second.stop()
 
 
 def session(cwd: Path, *args: str, host: str | None = None) -> subprocess.Popen[bytes]:
