@@ -480,7 +480,9 @@ class Engine:
         if self._streams is None:
             import docker
 
-            self._streams = docker.APIClient(base_url=self.host, timeout=STREAM_TIMEOUT_SECONDS)
+            self._streams = docker.APIClient(
+                base_url=self.host, timeout=STREAM_TIMEOUT_SECONDS, **_transport(self.host)
+            )
         return self._streams
 
     @_reaching

@@ -10,11 +10,13 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import CreationWatch, clone_selftest, wait_for
-from engines import SecondEngine
+from engines import SecondEngine, SshEngine
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import LABEL_RUN, Engine
@@ -46,13 +48,16 @@ def make_tasks(engine: Engine, engine_b: SecondEngine, root: Path, names: list[s
     return ids
 
 
-def session(root: Path, out: Path, *extra: str, timeout: float = 900) -> tuple[str, dict[str, Any]]:
+def session(
+    root: Path, out: Path, *extra: str, env: dict[str, str] | None = None
+) -> tuple[str, dict[str, Any]]:
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *options(root, out, *extra)],
         cwd=root,
+        env=env,
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=900,
     )
     report = json.loads((out / "report.json").read_text())
     return done.stdout + done.stderr, {r["instance_id"]: r for r in report["instances"]}
@@ -75,29 +80,46 @@ def hosts(engine: Engine, engine_b: SecondEngine) -> list[str]:
     return [f"--pb-docker-host={engine.host}", f"--pb-docker-host={engine_b.host}"]
 
 
+@pytest.fixture(scope="module")
+def over_ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshEngine]:
+    """The default engine, reached as ssh://root@127.0.0.1 (sshd on localhost, key auth)."""
+    ssh = SshEngine(tmp_path_factory.mktemp("ssh"))
+    ssh.start()
+    yield ssh
+    ssh.stop()
+
+
 def ours(host: str, run_id: str) -> list[Any]:
     with Engine(host) as eng:
         return [*eng.labelled({LABEL_RUN: run_id}), *eng._labelled_images({LABEL_RUN: run_id})]
 
 
+@pytest.mark.parametrize("via", ["unix", "ssh"])
 def test_items_spread_over_two_engines_each_on_its_own_and_score_as_on_one(
-    engine: Engine, engine_b: SecondEngine, tmp_path: Path
+    engine: Engine, engine_b: SecondEngine, tmp_path: Path, via: str, request: pytest.FixtureRequest
 ) -> None:
-    ids = make_tasks(engine, engine_b, tmp_path, ["fleet_a", "fleet_b", "fleet_c", "fleet_d"])
+    ids = make_tasks(engine, engine_b, tmp_path, [f"fleet_{via}_{n}" for n in "abcd"])
+    host_a, env = engine.host, None
+    if via == "ssh":
+        ssh: SshEngine = request.getfixturevalue("over_ssh")
+        host_a, env = ssh.url, ssh.env()
     out = tmp_path / "out"
-    with Engine(engine_b.host) as other:
-        with (
-            CreationWatch(engine, f"{selftest.image_name()}:{selftest.IMAGE_TAG}") as on_a,
-            CreationWatch(other, f"{selftest.image_name()}:{selftest.IMAGE_TAG}") as on_b,
-        ):
-            said, rows = session(tmp_path, out, "-n", "2", "--pb-agent=selftest", *hosts(engine, engine_b))
+    fleet = [f"--pb-docker-host={host_a}", f"--pb-docker-host={engine_b.host}"]
+    image = f"{selftest.image_name()}:{selftest.IMAGE_TAG}"
+    with (
+        Engine(engine_b.host) as other,
+        CreationWatch(engine, image) as on_a,
+        CreationWatch(other, image) as on_b,
+    ):
+        said, rows = session(tmp_path, out, "-n", "2", "--pb-agent=selftest", *fleet, env=env)
     # The header names both engines with their slots and cores.
     assert f"{engine_b.host}: 1 slot(s), 1 worker(s)" in said, said
+    assert f"{host_a}: 1 slot(s), 1 worker(s)" in said, said
     assert set(rows) == set(ids), said
-    assert {r["engine"] for r in rows.values()} == {engine.host, engine_b.host}, rows
+    assert {r["engine"] for r in rows.values()} == {host_a, engine_b.host}, rows
     for iid, row in rows.items():
         assert row["outcome"] == "resolved", row
-        mine, other_watch = (on_a, on_b) if row["engine"] == engine.host else (on_b, on_a)
+        mine, other_watch = (on_a, on_b) if row["engine"] == host_a else (on_b, on_a)
         # Its sandbox and compile container, and one container per tested branch, on its engine alone.
         assert mine.of(iid)["task"] == 2 and mine.of(iid)["branches"] >= 1, (iid, mine.instances)
         assert other_watch.of(iid) == {"task": 0, "branches": 0}, (iid, other_watch.instances)
@@ -106,6 +128,8 @@ def test_items_spread_over_two_engines_each_on_its_own_and_score_as_on_one(
     assert f"engine {engine_b.host}: " in said  # the summary's per-engine line
     run_id = json.loads((out / "report.json").read_text())["run_id"]
     assert ours(engine.host, run_id) == [] and ours(engine_b.host, run_id) == []
+    if via == "ssh":
+        return  # the one-engine comparison needs doing once
 
     # The same submissions scored on one engine (replayed from the run directory) score the same.
     again = tmp_path / "one-engine"
