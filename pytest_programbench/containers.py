@@ -110,6 +110,37 @@ def _reaching(method: Callable[Concatenate[Engine, _P], _T]) -> Callable[Concate
     return call
 
 
+#: Pulls tried again after a transient failure, with pauses of 2, 4, 8 ... seconds.
+PULL_RETRIES = 3
+PULL_BACKOFF_SECONDS = 2.0
+RATE_LIMIT_FIX = (
+    "The registry's pull rate limit was hit; not retrying (that extends the ban). Log in "
+    "(`docker login`) or use a registry mirror, then rerun with the same --pb-output"
+)
+_TRANSIENT = (
+    "connection reset",
+    "connection refused",
+    "broken pipe",
+    "i/o timeout",
+    "tls handshake timeout",
+    "unexpected eof",
+    "timeout exceeded",
+    "500 internal server error",
+    "502 bad gateway",
+    "503 service unavailable",
+    "504 gateway timeout",
+    "received unexpected http status: 50",
+)
+
+
+def pull_failure_kind(detail: str) -> str:
+    """``rate_limited``, ``transient`` (worth another try) or ``fatal`` (a wrong name, no access)."""
+    text = detail.lower()
+    if "toomanyrequests" in text or "rate limit" in text:
+        return "rate_limited"
+    return "transient" if any(phrase in text for phrase in _TRANSIENT) else "fatal"
+
+
 def default_host() -> str:
     return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
 
@@ -207,8 +238,29 @@ class Engine:
             raise ImageMissing(ref, fix)
 
     @_reaching
-    def pull(self, ref: str, progress: Callable[[str], None] | None = None) -> None:
-        """Pull ``ref``; ``progress`` gets one line per layer status change."""
+    def pull(
+        self, ref: str, progress: Callable[[str], None] | None = None, *, retries: int = PULL_RETRIES
+    ) -> None:
+        """Pull ``ref``; ``progress`` gets one line per layer status change.
+
+        A transient failure (a reset connection, a registry's 5xx) is tried again after a
+        growing pause; a registry's rate limit is not, since retrying only extends a ban.
+        """
+        for attempt in range(retries + 1):
+            try:
+                self._pull_once(ref, progress)
+                return
+            except ImagePullFailed as exc:
+                kind = pull_failure_kind(exc.detail)
+                if kind == "rate_limited":
+                    raise ImagePullFailed(ref, exc.detail, RATE_LIMIT_FIX) from None
+                if kind != "transient" or attempt == retries:
+                    raise
+                if progress is not None:
+                    progress(f"{ref}: {exc.detail}; trying again ({attempt + 1}/{retries})")
+                time.sleep(PULL_BACKOFF_SECONDS * 2**attempt)
+
+    def _pull_once(self, ref: str, progress: Callable[[str], None] | None) -> None:
         from docker.errors import DockerException
 
         repository, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
@@ -223,6 +275,31 @@ class Engine:
             raise ImagePullFailed(ref, _short(exc)) from None
         if not self.image_exists(ref):
             raise ImagePullFailed(ref, "the engine reported success but has no such image")
+
+    @_reaching
+    def image_size(self, ref: str) -> int:
+        """Bytes of the image with all its layers (what `docker images` shows as SIZE)."""
+        return int(self.client.images.get(ref).attrs.get("Size") or 0)
+
+    @_reaching
+    def images_in_use(self) -> set[str]:
+        """Ids of the images any container on the engine (ours or anyone's, running or not) was made from."""
+        return {str(row.get("ImageID", "")) for row in self.client.api.containers(all=True)}
+
+    @_reaching
+    def remove_image(self, ref: str) -> bool:
+        """Remove the tag ``ref`` (its layers go with its last tag); False when a container needs it."""
+        from docker.errors import APIError, ImageNotFound
+
+        try:
+            self.client.images.remove(ref, noprune=False)
+        except ImageNotFound:
+            return True
+        except APIError as exc:
+            if exc.status_code == 409:
+                return False
+            raise
+        return True
 
     @_reaching
     def build(self, context: str, tag: str, buildargs: Mapping[str, str] | None = None) -> None:

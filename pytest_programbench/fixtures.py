@@ -9,7 +9,7 @@ pytest *error* (harness trouble), never a silent zero.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -269,9 +269,15 @@ def pb_image(
     pb_settings: Settings,
     pb_shared_dir: Path,
     pb_progress: ItemProgress,
+    pb_fleet: Fleet,
     pytestconfig: pytest.Config,
-) -> str:
-    """The task image reference, present on the engine (pulled once per session if allowed)."""
+    request: pytest.FixtureRequest,
+) -> Iterator[str]:
+    """The task image reference, present on the engine (pulled once per session if allowed).
+
+    Within ``--pb-image-budget`` the item holds the image until it ends, so no other
+    worker's pull evicts it; pulled and evicted bytes go on the item's report.
+    """
     from pytest_programbench.images import ensure_image
     from pytest_programbench.progress import announcer
 
@@ -289,15 +295,47 @@ def pb_image(
         from pytest_programbench.images import ensure_selftest_image
 
         ensure_selftest_image(pb_engine, pb_instance.image_ref, lock_dir=pb_shared_dir, progress=progress)
-    else:
-        ensure_image(
+        yield pb_instance.image_ref
+        return
+    from pytest_programbench.fleet import worker_name
+    from pytest_programbench.imagebudget import provision
+
+    ledger = pb_fleet.ledger(pb_engine, pb_shared_dir)
+    holder = request.node.nodeid
+
+    def ensure(before_pull: Callable[[], object]) -> str:
+        return ensure_image(
             pb_engine,
             pb_instance.image_ref,
             policy=pb_settings.pull,
             lock_dir=pb_shared_dir,
             progress=progress,
+            before_pull=before_pull,
         )
-    return pb_instance.image_ref
+
+    booked = provision(ledger, pb_instance.image_ref, holder, ensure)
+    ledger.release({f"next:{worker_name()}"}, pb_instance.image_ref)  # a prefetch's hold passes to the item
+    claimed = ledger.claim(pb_instance.image_ref)
+    _prefetch_next(request.node, pb_fleet, pb_settings, pb_shared_dir)
+    pulled, evicted = booked.pulled + claimed.pulled, booked.evicted + claimed.evicted
+    if pulled or evicted:
+        pb_fleet.note(request.node, {"pulled_bytes": pulled, "evicted_bytes": evicted})
+    try:
+        yield pb_instance.image_ref
+    finally:
+        ledger.release({holder})  # with budget 0 this removes the image (the ledger counts it)
+
+
+def _prefetch_next(item: pytest.Item, fleet: Fleet, settings: Settings, shared_dir: Path) -> None:
+    """Start pulling the image of the item this process runs next, if it is one of ours."""
+    from pytest_programbench.prefetch import NEXT_KEY
+    from pytest_programbench.results import instance_of
+
+    upcoming = item.stash.get(NEXT_KEY, None)
+    instance = instance_of(upcoming) if upcoming is not None else None
+    if instance is None or settings.pull == "never" or upcoming is None:
+        return
+    fleet.prefetch(settings.pull, shared_dir).start(fleet.spec_for(upcoming).url, instance.image_ref)
 
 
 @pytest.fixture

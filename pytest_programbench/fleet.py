@@ -22,7 +22,11 @@ import pytest
 from pytest_programbench.errors import EngineUnavailable
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pytest_programbench.containers import Engine
+    from pytest_programbench.imagebudget import Ledger
+    from pytest_programbench.prefetch import Prefetch
 
 SCHEMES = ("unix", "tcp", "ssh")
 HOSTS_FLAG = "--pb-docker-host"
@@ -52,6 +56,7 @@ class FleetSettings:
     """The engines of the session, in the order the user gave them."""
 
     engines: tuple[EngineSpec, ...] = field(default_factory=tuple)
+    image_budget: int | None = None  # bytes of pulled task images per engine; None: no budget
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -82,6 +87,8 @@ class FleetSettings:
 FLEET_KEY = pytest.StashKey[FleetSettings]()
 #: On an item: the URL of the engine it ran on.
 ENGINE_KEY = pytest.StashKey[str]()
+#: On an item: more facts for its report row (bytes pulled and evicted for it).
+ROW_KEY = pytest.StashKey[dict[str, Any]]()
 #: Controller: what the engines said at start, for the header.
 FACTS_KEY = pytest.StashKey[list["EngineFacts"]]()
 
@@ -98,6 +105,15 @@ def add_options(parser: pytest.Parser) -> None:
         "weighs how many xdist workers it gets; each worker stays on one engine, and without -n items go "
         f"round the engines. Default: DOCKER_HOST or the local socket. CPU rule: {CPU_RULE}",
     )
+    group.addoption(
+        "--pb-image-budget",
+        dest="pb_image_budget",
+        metavar="SIZE",
+        help="Disk for task images this session pulls, per engine (e.g. 50g): before a pull, the least "
+        "recently used ones it pulled are removed until the new one fits, never one a container uses or an "
+        "item needs; 0 removes each when its item ends. Default: no budget",
+    )
+    parser.addini("pb_image_budget", "Disk for pulled task images per engine (see --pb-image-budget)")
     parser.addini(
         HOSTS_INI, "Docker engines, one URL[=SLOTS] per line (see --pb-docker-host)", type="linelist"
     )
@@ -127,7 +143,27 @@ def _usage(where: str, value: object, expected: str) -> pytest.UsageError:
 
 
 def resolve(config: pytest.Config) -> FleetSettings:
-    """The session's engines: the command line, else the ini file, else DOCKER_HOST or the local socket."""
+    """The session's engines and image budget (command line, else ini, else the defaults)."""
+    from dataclasses import replace
+
+    return replace(_engines(config), image_budget=_image_budget(config))
+
+
+def _image_budget(config: pytest.Config) -> int | None:
+    from pytest_programbench.settings import parse_bytes
+
+    value, where = config.getoption("pb_image_budget"), "--pb-image-budget"
+    if value is None:
+        value, where = config.getini("pb_image_budget") or None, "ini option pb_image_budget"
+    if value is None:
+        return None
+    if re.fullmatch(r"\s*0+\s*[bkmgt]?i?b?\s*", str(value).lower()):
+        return 0
+    return parse_bytes(value, where)
+
+
+def _engines(config: pytest.Config) -> FleetSettings:
+    """The command line's engines, else the ini file's, else DOCKER_HOST or the local socket."""
     cli: Sequence[str] | None = config.getoption("pb_docker_host")
     ini: Sequence[str] = config.getini(HOSTS_INI) or []
     if cli:
@@ -151,6 +187,10 @@ def worker_number() -> int | None:
     """This xdist worker's number (``gw3`` -> 3); None outside xdist."""
     name = os.environ.get("PYTEST_XDIST_WORKER", "")
     return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else None
+
+
+def worker_name() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 def worker_count() -> int:
@@ -229,6 +269,8 @@ class Fleet:
     def __init__(self, settings: FleetSettings) -> None:
         self.settings = settings
         self._engines: dict[str, Engine] = {}
+        self._ledgers: dict[str, Ledger] = {}
+        self._prefetch: Prefetch | None = None
 
     def spec_for(self, item: pytest.Item) -> EngineSpec:
         number = worker_number()
@@ -248,7 +290,30 @@ class Fleet:
             engine.alive(ALIVE_TIMEOUT_SECONDS)
         return engine
 
+    def ledger(self, engine: Engine, shared_dir: Path) -> Ledger:
+        """The image budget ledger of ``engine`` (kept even without a budget: it counts pulled bytes)."""
+        from pytest_programbench.imagebudget import Ledger
+
+        if engine.host not in self._ledgers:
+            self._ledgers[engine.host] = Ledger(engine, self.settings.image_budget, shared_dir)
+        return self._ledgers[engine.host]
+
+    @staticmethod
+    def note(item: pytest.Item, facts: dict[str, Any]) -> None:
+        """Facts about where and how an item ran, for its report row (see results.record)."""
+        item.stash.setdefault(ROW_KEY, {}).update(facts)
+
+    def prefetch(self, policy: str, shared_dir: Path) -> Prefetch:
+        """This process's background puller (pytest_programbench.prefetch)."""
+        from pytest_programbench.prefetch import Prefetch
+
+        if self._prefetch is None:
+            self._prefetch = Prefetch(self.settings.image_budget, policy, shared_dir)
+        return self._prefetch
+
     def close(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.wait()
         for engine in self._engines.values():
             engine.close()
         self._engines.clear()
@@ -294,3 +359,26 @@ def per_engine_lines(rows: list[dict[str, Any]]) -> list[str]:
             f"engine {url}: {len(mine)} item(s), mean score {mean:.3f}, {errors} error(s): {', '.join(names)}"
         )
     return out
+
+
+class FleetSummary:
+    """Controller-only: what each engine's disk budget saw, after the ProgramBench summary."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
+        from pytest_programbench.imagebudget import totals
+
+        factory = getattr(config, "_tmp_path_factory", None)
+        if factory is None:
+            return
+        for url, seen in totals(factory.getbasetemp() / "programbench").items():  # pb_shared_dir
+            if seen["pulled_bytes"] or seen["evicted_bytes"]:
+                terminalreporter.write_line(
+                    f"programbench: task images on {url}: pulled {_gib(seen['pulled_bytes'])}, "
+                    f"evicted {_gib(seen['evicted_bytes'])}, "
+                    f"at most {_gib(seen['peak_bytes'])} of pulled images at once"
+                )
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"

@@ -95,9 +95,13 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(), "programbench-xdist")
+    from pytest_programbench.prefetch import NextItem
+
+    config.pluginmanager.register(NextItem(), "programbench-next-item")
     if workerinput is None:
         if not config.option.collectonly:
             config.stash[fleet.FACTS_KEY] = fleet.survey(config.stash[fleet.FLEET_KEY])
+            config.pluginmanager.register(fleet.FleetSummary(), "programbench-fleet-summary")
         if settings.output_dir and not config.option.collectonly:
             # A generated run directory is new by construction; a named one may be shared.
             from pytest_programbench.runlock import RunDirLock
