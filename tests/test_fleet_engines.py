@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +34,27 @@ def pytest_programbench_agent(config, instance):
 """
 
 
-def make_tasks(engine: Engine, engine_b: SecondEngine, root: Path, names: list[str]) -> list[str]:
-    """Self-test clones whose image tags exist on both engines."""
+@pytest.fixture
+def make_tasks(engine: Engine, engine_b: SecondEngine) -> Iterator[Callable[[Path, list[str]], list[str]]]:
+    """Self-test clones whose image tags exist on both engines; the tags go when the test ends."""
     from programbench.constants import image_name_from_instance_id
 
-    _, _, ids = clone_selftest(engine, root, names)
-    with Engine(engine_b.host) as other:
-        for iid in ids:
-            other.tag(
-                f"{selftest.image_name()}:{selftest.IMAGE_TAG}",
-                f"{image_name_from_instance_id(iid)}:{selftest.IMAGE_TAG}",
-            )
-    return ids
+    refs: list[str] = []
+
+    def make(root: Path, names: list[str]) -> list[str]:
+        _, _, ids = clone_selftest(engine, root, names)
+        with Engine(engine_b.host) as other:
+            for iid in ids:
+                refs.append(f"{image_name_from_instance_id(iid)}:{selftest.IMAGE_TAG}")
+                other.tag(f"{selftest.image_name()}:{selftest.IMAGE_TAG}", refs[-1])
+        return ids
+
+    yield make
+    engine_b.start()  # a test may have killed it
+    for host in (engine.host, engine_b.host):
+        with Engine(host) as eng:
+            for ref in refs:
+                eng.remove_image(ref)
 
 
 def session(
@@ -96,9 +105,14 @@ def ours(host: str, run_id: str) -> list[Any]:
 
 @pytest.mark.parametrize("via", ["unix", "ssh"])
 def test_items_spread_over_two_engines_each_on_its_own_and_score_as_on_one(
-    engine: Engine, engine_b: SecondEngine, tmp_path: Path, via: str, request: pytest.FixtureRequest
+    engine: Engine,
+    engine_b: SecondEngine,
+    make_tasks: Callable[[Path, list[str]], list[str]],
+    tmp_path: Path,
+    via: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    ids = make_tasks(engine, engine_b, tmp_path, [f"fleet_{via}_{n}" for n in "abcd"])
+    ids = make_tasks(tmp_path, [f"fleet_{via}_{n}" for n in "abcd"])
     host_a, env = engine.host, None
     if via == "ssh":
         ssh: SshEngine = request.getfixturevalue("over_ssh")
@@ -141,9 +155,9 @@ def test_items_spread_over_two_engines_each_on_its_own_and_score_as_on_one(
 
 
 def test_without_n_items_take_turns_on_the_engines(
-    engine: Engine, engine_b: SecondEngine, tmp_path: Path
+    engine: Engine, engine_b: SecondEngine, make_tasks: Callable[[Path, list[str]], list[str]], tmp_path: Path
 ) -> None:
-    make_tasks(engine, engine_b, tmp_path, ["turn_a", "turn_b"])
+    make_tasks(tmp_path, ["turn_a", "turn_b"])
     runs = tmp_path / "runs"
     for task in (tmp_path / "tasks").iterdir():
         selftest.write_submission("correct", runs / task.name)
@@ -175,9 +189,9 @@ def test_an_unreachable_engine_at_start_is_a_usage_error_naming_it(engine: Engin
 
 
 def test_an_engine_killed_mid_run_fails_its_items_alone_and_a_rerun_finishes(
-    engine: Engine, engine_b: SecondEngine, tmp_path: Path
+    engine: Engine, engine_b: SecondEngine, make_tasks: Callable[[Path, list[str]], list[str]], tmp_path: Path
 ) -> None:
-    ids = make_tasks(engine, engine_b, tmp_path, ["kill_a", "kill_b", "kill_c", "kill_d"])
+    ids = make_tasks(tmp_path, ["kill_a", "kill_b", "kill_c", "kill_d"])
     (tmp_path / "conftest.py").write_text(SLOW_ON_B)
     out = tmp_path / "out"
     args = ["-n", "2", *hosts(engine, engine_b)]
