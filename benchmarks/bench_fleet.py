@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from conftest import pytest_command, session_options
 from engines import SecondEngine
 from registry import Registry
 
@@ -72,19 +73,7 @@ def clone(engine: Engine, root: Path, n: int, org: str = "") -> dict[str, str]:
 def session(root: Path, out: Path, *args: str, env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            f"--pb-tasks-dir={root / 'tasks'}",
-            f"--pb-blob-dir={root / 'blobs'}",
-            f"--pb-output={out}",
-            f"--pb-report={out / 'report.json'}",
-            "--pb-cpus=1",
-            *args,
-        ],
+        pytest_command(*session_options(root, out, *args)),
         cwd=root,
         env=env,
         capture_output=True,

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -184,6 +185,24 @@ def wait_for(
             raise AssertionError(f"the session ended before {pattern!r} matched in {path}: {said}")
         time.sleep(0.1)
     raise AssertionError(f"{pattern!r} never matched a line of {path}")
+
+
+def session_options(root: Path, out: Path, *extra: str) -> list[str]:
+    """A session over the tasks and blobs under ``root`` (see clone_selftest), its run in ``out``."""
+    return [
+        f"--pb-tasks-dir={root / 'tasks'}",
+        f"--pb-blob-dir={root / 'blobs'}",
+        f"--pb-output={out}",
+        f"--pb-report={out / 'report.json'}",
+        "--pb-cpus=1",
+        "--pb-pull=never",
+        *extra,
+    ]
+
+
+def pytest_command(*args: str) -> list[str]:
+    """A whole pytest session in a process of its own, without a cache to share between tests."""
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
 
 
 def only_row(report: dict[str, Any]) -> dict[str, Any]:

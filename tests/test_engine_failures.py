@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import clone_selftest, wait_for
+from conftest import session_options as options
 from engines import SecondEngine
 
 from pytest_programbench import selftest
@@ -40,18 +41,6 @@ def session(cwd: Path, *args: str, host: str | None = None) -> subprocess.Popen[
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-
-
-def options(root: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        f"--pb-tasks-dir={root / 'tasks'}",
-        f"--pb-blob-dir={root / 'blobs'}",
-        f"--pb-output={out}",
-        f"--pb-report={out / 'report.json'}",
-        "--pb-cpus=1",
-        "--pb-pull=never",
-        *extra,
-    ]
 
 
 def labelled(host: str, run_id: str | None) -> dict[str, list[Any]]:

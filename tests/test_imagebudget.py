@@ -13,7 +13,6 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import clone_selftest
+from conftest import clone_selftest, pytest_command, session_options
 from registry import Registry
 
 from pytest_programbench import selftest
@@ -150,20 +149,9 @@ def test_a_budget_of_two_and_a_half_images_scores_all_three_within_it_and_prefet
     try:
         with Sampler(engine, list(refs.values()), bystander) as sampler:
             done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pytest",
-                    "-p",
-                    "no:cacheprovider",
-                    f"--pb-tasks-dir={root / 'tasks'}",
-                    f"--pb-blob-dir={root / 'blobs'}",
-                    f"--pb-output={out}",
-                    f"--pb-report={out / 'report.json'}",
-                    "--pb-cpus=1",
-                    "--pb-pull=missing",
-                    f"--pb-image-budget={budget}",
-                ],
+                pytest_command(
+                    *session_options(root, out, "--pb-pull=missing", f"--pb-image-budget={budget}")
+                ),
                 cwd=tmp_path,
                 env={**os.environ, "PROGRAMBENCH_DOCKER_ORG": f"{registry.host}/programbench"},
                 capture_output=True,
