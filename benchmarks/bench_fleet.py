@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from conftest import pytest_command, session_options
+from conftest import session_command, session_options
 from engines import SecondEngine
 from registry import Registry
 
@@ -73,7 +73,7 @@ def clone(engine: Engine, root: Path, n: int, org: str = "") -> dict[str, str]:
 def session(root: Path, out: Path, *args: str, env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
     done = subprocess.run(
-        pytest_command(*session_options(root, out, *args)),
+        session_command(*session_options(root, out, *args)),
         cwd=root,
         env=env,
         capture_output=True,

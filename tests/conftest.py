@@ -200,7 +200,7 @@ def session_options(root: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
-def pytest_command(*args: str) -> list[str]:
+def session_command(*args: str) -> list[str]:
     """A whole pytest session in a process of its own, without a cache to share between tests."""
     return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CreationWatch, clone_selftest, pytest_command, session_options, wait_for
+from conftest import CreationWatch, clone_selftest, session_command, session_options, wait_for
 from engines import SecondEngine, SshEngine
 
 from pytest_programbench import selftest
@@ -61,7 +61,7 @@ def session(
     root: Path, out: Path, *extra: str, env: dict[str, str] | None = None
 ) -> tuple[str, dict[str, Any]]:
     done = subprocess.run(
-        pytest_command(*options(root, out, *extra)),
+        session_command(*options(root, out, *extra)),
         cwd=root,
         env=env,
         capture_output=True,
@@ -160,7 +160,7 @@ def test_without_n_items_take_turns_on_the_engines(
 def test_an_unreachable_engine_at_start_is_a_usage_error_naming_it(engine: Engine, tmp_path: Path) -> None:
     missing = f"unix://{tmp_path}/no-engine.sock"
     done = subprocess.run(
-        pytest_command(
+        session_command(
             "--pb-selftest",
             f"--pb-docker-host={engine.host}",
             f"--pb-docker-host={missing}",
@@ -182,7 +182,7 @@ def test_an_engine_killed_mid_run_fails_its_items_alone_and_a_rerun_finishes(
     out = tmp_path / "out"
     args = ["-n", "2", *hosts(engine, engine_b)]
     proc = subprocess.Popen(
-        pytest_command(*options(tmp_path, out, *args)),
+        session_command(*options(tmp_path, out, *args)),
         cwd=tmp_path,
         env=dict(os.environ),
         stdout=subprocess.PIPE,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import clone_selftest, pytest_command, session_options
+from conftest import clone_selftest, session_command, session_options
 from registry import Registry
 
 from pytest_programbench import selftest
@@ -149,7 +149,7 @@ def test_a_budget_of_two_and_a_half_images_scores_all_three_within_it_and_prefet
     try:
         with Sampler(engine, list(refs.values()), bystander) as sampler:
             done = subprocess.run(
-                pytest_command(
+                session_command(
                     *session_options(root, out, "--pb-pull=missing", f"--pb-image-budget={budget}")
                 ),
                 cwd=tmp_path,
