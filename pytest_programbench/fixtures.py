@@ -74,10 +74,12 @@ def pb_run_dir(pytestconfig: pytest.Config) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pb_shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory every xdist worker of this session shares (locks, markers)."""
+def pb_shared_dir(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Path:
+    """A directory every xdist worker of this session shares (locks, markers, the image ledger)."""
     base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    # A worker's basetemp is under the controller's. Asked of the config, not PYTEST_XDIST_WORKER:
+    # a session started from inside a worker inherits that variable without being a worker.
+    shared = base.parent if hasattr(pytestconfig, "workerinput") else base
     path = shared / "programbench"
     path.mkdir(exist_ok=True)
     return path
@@ -98,7 +100,9 @@ def pb_cpus(pb_settings: Settings, pb_engine: Engine) -> int:
 
 
 @pytest.fixture
-def pb_scoring_cpus(pb_settings: Settings, pb_engine: Engine, pb_cpus: int, pb_fleet: Fleet) -> int:
+def pb_scoring_cpus(
+    pb_settings: Settings, pb_engine: Engine, pb_cpus: int, pb_fleet: Fleet, pytestconfig: pytest.Config
+) -> int:
     """CPUs per scoring container: its share of the engine, at least 1 and at most ``pb_cpus``.
 
     The engine's cores are shared by every scoring container that may run on it at once:
@@ -107,9 +111,9 @@ def pb_scoring_cpus(pb_settings: Settings, pb_engine: Engine, pb_cpus: int, pb_f
     """
     from pytest_programbench.fleet import scoring_cpus, worker_count, worker_number
 
-    workers = (
-        pb_fleet.settings.workers_on(pb_engine.host, worker_count()) if worker_number() is not None else 1
-    )
+    workers = 1
+    if worker_number(pytestconfig) is not None:
+        workers = pb_fleet.settings.workers_on(pb_engine.host, worker_count(pytestconfig))
     return scoring_cpus(pb_engine.cpu_count(), pb_cpus, workers, pb_settings.branch_workers)
 
 

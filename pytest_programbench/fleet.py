@@ -183,18 +183,24 @@ def _engines(config: pytest.Config) -> FleetSettings:
     return FleetSettings(tuple(specs))
 
 
-def worker_number() -> int | None:
-    """This xdist worker's number (``gw3`` -> 3); None outside xdist."""
-    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+def worker_number(config: pytest.Config) -> int | None:
+    """This xdist worker's number (``gw3`` -> 3); None outside xdist.
+
+    From the worker's own input, not PYTEST_XDIST_WORKER: a session started from inside
+    a worker (a test of this plugin) inherits that variable without being a worker.
+    """
+    workerinput = getattr(config, "workerinput", None)
+    name = str(workerinput.get("workerid", "")) if workerinput else ""
     return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else None
+
+
+def worker_count(config: pytest.Config) -> int:
+    workerinput = getattr(config, "workerinput", None)
+    return int(workerinput.get("workercount", 1)) if workerinput else 1
 
 
 def worker_name() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
-
-
-def worker_count() -> int:
-    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
 
 
 def scoring_cpus(cores: int, wanted: int, workers_on_engine: int, branch_workers: int) -> int:
@@ -273,7 +279,7 @@ class Fleet:
         self._prefetch: Prefetch | None = None
 
     def spec_for(self, item: pytest.Item) -> EngineSpec:
-        number = worker_number()
+        number = worker_number(item.config)
         if number is None:  # no -n: the items take turns
             items = item.session.items
             number = items.index(item) if item in items else 0
