@@ -59,15 +59,21 @@ def selftest_image(engine: Engine, base_image: str) -> str:
 
 @pytest.fixture(scope="module")
 def engine_b(selftest_image: str) -> Iterator[SecondEngine]:
-    """A second dockerd (tests/engines.py) holding the self-test image; stopped when the module ends."""
-    second = SecondEngine()
-    second.start()
-    second.load(selftest_image)
-    yield second
-    second.start()  # a test may have left it dead; leave it clean and stopped
-    with Engine(second.host) as eng:
-        eng.sweep({LABEL_RUN: None})
-    second.stop()
+    """A second dockerd (tests/engines.py) holding the self-test image; stopped when the module ends.
+
+    One module at a time, across xdist workers: their tests kill and stop that engine.
+    """
+    from filelock import FileLock
+
+    with FileLock("/tmp/pb-test-engine-b.lock"):
+        second = SecondEngine()
+        second.start()
+        second.load(selftest_image)
+        yield second
+        second.start()  # a test may have left it dead; leave it clean and stopped
+        with Engine(second.host) as eng:
+            eng.sweep({LABEL_RUN: None})
+        second.stop()
 
 
 @pytest.fixture(scope="session")

@@ -22,10 +22,6 @@ from engines import SecondEngine
 from pytest_programbench import selftest
 from pytest_programbench.containers import LABEL_RUN, Engine
 
-# Every test using the second engine runs in one xdist worker (tox runs --dist loadgroup):
-# one of them kills or stops that engine.
-pytestmark = pytest.mark.xdist_group("engine_b")
-
 SLOW_AGENT = """
 def pytest_programbench_agent(config, instance):
     def agent(instance, sandbox):

@@ -21,10 +21,6 @@ from engines import SecondEngine, SshEngine
 from pytest_programbench import selftest
 from pytest_programbench.containers import LABEL_RUN, Engine
 
-# Every test using the second engine runs in one xdist worker (tox runs --dist loadgroup):
-# one of them kills or stops that engine.
-pytestmark = pytest.mark.xdist_group("engine_b")
-
 # Items on the second engine sleep until it is killed; the others build the reference.
 SLOW_ON_B = """
 from pytest_programbench.selftest import scripted_agent
