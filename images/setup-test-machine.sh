@@ -83,6 +83,9 @@ tools() {
     # tests/test_html.py opens --pb-html in Debian's headless chromium through selenium (dev extra).
     command -v chromium >/dev/null || missing+=(chromium)
     command -v chromedriver >/dev/null || missing+=(chromium-driver)
+    # The fleet tests reach the engine over ssh:// through an sshd of their own on localhost.
+    command -v sshd >/dev/null || missing+=(openssh-server)
+    command -v ssh-keygen >/dev/null || missing+=(openssh-client)
     if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 

@@ -110,8 +110,52 @@ def _reaching(method: Callable[Concatenate[Engine, _P], _T]) -> Callable[Concate
     return call
 
 
+#: Pulls tried again after a transient failure, with pauses of 2, 4, 8 ... seconds.
+PULL_RETRIES = 3
+PULL_BACKOFF_SECONDS = 2.0
+RATE_LIMIT_FIX = (
+    "The registry's pull rate limit was hit; not retrying (that extends the ban). Log in "
+    "(`docker login`) or use a registry mirror, then rerun with the same --pb-output"
+)
+_TRANSIENT = (
+    "connection reset",
+    "connection refused",
+    "broken pipe",
+    "i/o timeout",
+    "tls handshake timeout",
+    "unexpected eof",
+    "timeout exceeded",
+    "500 internal server error",
+    "502 bad gateway",
+    "503 service unavailable",
+    "504 gateway timeout",
+    "received unexpected http status: 50",
+)
+
+
+def pull_failure_kind(detail: str) -> str:
+    """``rate_limited``, ``transient`` (worth another try) or ``fatal`` (a wrong name, no access)."""
+    text = detail.lower()
+    if "toomanyrequests" in text or "rate limit" in text:
+        return "rate_limited"
+    return "transient" if any(phrase in text for phrase in _TRANSIENT) else "fatal"
+
+
 def default_host() -> str:
     return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+def _transport(host: str) -> dict[str, Any]:
+    """How the SDK reaches ``host`` as the docker CLI would: TLS from the environment for tcp://,
+    the system's ssh client for ssh:// (keys, known_hosts and ~/.ssh/config as for `ssh`)."""
+    if host.startswith("ssh://"):
+        return {"use_ssh_client": True}
+    if host.startswith("tcp://"):
+        from docker.utils import kwargs_from_env
+
+        tls = kwargs_from_env(environment={**os.environ, "DOCKER_HOST": host}).get("tls")
+        return {"tls": tls} if tls else {}
+    return {}
 
 
 class Engine:
@@ -124,8 +168,11 @@ class Engine:
         self.host = host or default_host()
         self._streams: Any = None
         self._disk_quota: bool | None = None
+        self._cpus: int | None = None
         try:
-            self.client: docker.DockerClient = docker.DockerClient(base_url=self.host, timeout=timeout)
+            self.client: docker.DockerClient = docker.DockerClient(
+                base_url=self.host, timeout=timeout, **_transport(self.host)
+            )
             self.client.ping()
         except DockerException as exc:
             raise EngineUnavailable(self.host, _short(exc)) from None
@@ -146,8 +193,19 @@ class Engine:
     # -- facts -----------------------------------------------------------------
 
     @_reaching
+    def alive(self, timeout: float) -> None:
+        """Ping with a short deadline: EngineUnavailable rather than a wait as long as a pull's."""
+        api: Any = self.client.api
+        api._raise_for_status(api._get(api._url("/_ping"), timeout=timeout))
+
+    @_reaching
+    def info(self) -> dict[str, Any]:
+        return dict(self.client.info())
+
     def cpu_count(self) -> int:
-        return int(self.client.info().get("NCPU") or os.cpu_count() or 1)
+        if self._cpus is None:
+            self._cpus = int(self.info().get("NCPU") or os.cpu_count() or 1)
+        return self._cpus
 
     @_reaching
     def version(self) -> str:
@@ -180,8 +238,29 @@ class Engine:
             raise ImageMissing(ref, fix)
 
     @_reaching
-    def pull(self, ref: str, progress: Callable[[str], None] | None = None) -> None:
-        """Pull ``ref``; ``progress`` gets one line per layer status change."""
+    def pull(
+        self, ref: str, progress: Callable[[str], None] | None = None, *, retries: int = PULL_RETRIES
+    ) -> None:
+        """Pull ``ref``; ``progress`` gets one line per layer status change.
+
+        A transient failure (a reset connection, a registry's 5xx) is tried again after a
+        growing pause; a registry's rate limit is not, since retrying only extends a ban.
+        """
+        for attempt in range(retries + 1):
+            try:
+                self._pull_once(ref, progress)
+                return
+            except ImagePullFailed as exc:
+                kind = pull_failure_kind(exc.detail)
+                if kind == "rate_limited":
+                    raise ImagePullFailed(ref, exc.detail, RATE_LIMIT_FIX) from None
+                if kind != "transient" or attempt == retries:
+                    raise
+                if progress is not None:
+                    progress(f"{ref}: {exc.detail}; trying again ({attempt + 1}/{retries})")
+                time.sleep(PULL_BACKOFF_SECONDS * 2**attempt)
+
+    def _pull_once(self, ref: str, progress: Callable[[str], None] | None) -> None:
         from docker.errors import DockerException
 
         repository, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
@@ -196,6 +275,31 @@ class Engine:
             raise ImagePullFailed(ref, _short(exc)) from None
         if not self.image_exists(ref):
             raise ImagePullFailed(ref, "the engine reported success but has no such image")
+
+    @_reaching
+    def image_size(self, ref: str) -> int:
+        """Bytes of the image with all its layers (what `docker images` shows as SIZE)."""
+        return int(self.client.images.get(ref).attrs.get("Size") or 0)
+
+    @_reaching
+    def images_in_use(self) -> set[str]:
+        """Ids of the images any container on the engine (ours or anyone's, running or not) was made from."""
+        return {str(row.get("ImageID", "")) for row in self.client.api.containers(all=True)}
+
+    @_reaching
+    def remove_image(self, ref: str) -> bool:
+        """Remove the tag ``ref`` (its layers go with its last tag); False when a container needs it."""
+        from docker.errors import APIError, ImageNotFound
+
+        try:
+            self.client.images.remove(ref, noprune=False)
+        except ImageNotFound:
+            return True
+        except APIError as exc:
+            if exc.status_code == 409:
+                return False
+            raise
+        return True
 
     @_reaching
     def build(self, context: str, tag: str, buildargs: Mapping[str, str] | None = None) -> None:
@@ -461,7 +565,9 @@ class Engine:
         if self._streams is None:
             import docker
 
-            self._streams = docker.APIClient(base_url=self.host, timeout=STREAM_TIMEOUT_SECONDS)
+            self._streams = docker.APIClient(
+                base_url=self.host, timeout=STREAM_TIMEOUT_SECONDS, **_transport(self.host)
+            )
         return self._streams
 
     @_reaching

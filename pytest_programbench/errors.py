@@ -61,13 +61,15 @@ class ImageBuildFailed(ImageMissing):
 class ImagePullFailed(ProgramBenchError):
     code = "image_pull_failed"
 
-    def __init__(self, image: str, detail: str) -> None:
+    def __init__(self, image: str, detail: str, fix: str = "") -> None:
         super().__init__(
             f"pulling {image} failed: {detail}",
-            "Check the registry is reachable and the name is right (PROGRAMBENCH_DOCKER_ORG changes "
+            fix
+            or "Check the registry is reachable and the name is right (PROGRAMBENCH_DOCKER_ORG changes "
             "the organisation), or load the image by hand with `docker load`",
         )
         self.image = image
+        self.detail = detail
 
 
 class HiddenTestsMissing(ProgramBenchError):

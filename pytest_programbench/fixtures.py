@@ -9,7 +9,7 @@ pytest *error* (harness trouble), never a silent zero.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ from pytest_programbench.settings import Settings
 from pytest_programbench.submissions import ARCHIVE_NAME, submission_path
 
 if TYPE_CHECKING:
+    from pytest_programbench.fleet import Fleet
     from pytest_programbench.progress import ItemProgress
     from pytest_programbench.sandbox import Sandbox
 
@@ -42,13 +43,26 @@ def pb_settings(pytestconfig: pytest.Config) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def pb_engine() -> Iterator[Engine]:
-    """The Docker engine this process scores on (``DOCKER_HOST`` or the local socket).
+def pb_fleet(pytestconfig: pytest.Config) -> Iterator[Fleet]:
+    """This process's connections to the session's engines (``--pb-docker-host``), opened on first use."""
+    from pytest_programbench.fleet import FLEET_KEY, Fleet
+
+    with Fleet(pytestconfig.stash[FLEET_KEY]) as fleet:
+        yield fleet
+
+
+@pytest.fixture
+def pb_engine(pb_fleet: Fleet, request: pytest.FixtureRequest) -> Engine:
+    """The Docker engine this item runs on: its xdist worker's engine (without -n, the items
+    take turns), else ``DOCKER_HOST`` or the local socket. Reports name it (``pb_engine``).
 
     Override in conftest.py to use another engine.
     """
-    with Engine() as engine:
-        yield engine
+    from pytest_programbench.fleet import ENGINE_KEY
+
+    spec = pb_fleet.spec_for(request.node)
+    request.node.stash[ENGINE_KEY] = spec.url  # named in the report even when it does not answer
+    return pb_fleet.engine(spec.url)
 
 
 @pytest.fixture(scope="session")
@@ -60,16 +74,18 @@ def pb_run_dir(pytestconfig: pytest.Config) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pb_shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory every xdist worker of this session shares (locks, markers)."""
+def pb_shared_dir(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Path:
+    """A directory every xdist worker of this session shares (locks, markers, the image ledger)."""
     base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    # A worker's basetemp is under the controller's. Asked of the config, not PYTEST_XDIST_WORKER:
+    # a session started from inside a worker inherits that variable without being a worker.
+    shared = base.parent if hasattr(pytestconfig, "workerinput") else base
     path = shared / "programbench-shared"
     path.mkdir(exist_ok=True)
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def pb_cpus(pb_settings: Settings, pb_engine: Engine) -> int:
     """CPUs per scoring container: asked for (default the official value) and clamped to the engine.
 
@@ -83,14 +99,22 @@ def pb_cpus(pb_settings: Settings, pb_engine: Engine) -> int:
     return max(1, min(wanted, available))
 
 
-@pytest.fixture(scope="session")
-def pb_scoring_cpus(pb_settings: Settings, pb_engine: Engine, pb_cpus: int) -> int:
-    """CPUs per scoring container: ``pb_cpus``, shared by the ``--pb-branch-workers`` branches.
+@pytest.fixture
+def pb_scoring_cpus(
+    pb_settings: Settings, pb_engine: Engine, pb_cpus: int, pb_fleet: Fleet, pytestconfig: pytest.Config
+) -> int:
+    """CPUs per scoring container: its share of the engine, at least 1 and at most ``pb_cpus``.
 
-    An instance runs that many branch containers at once; each gets its share of the
-    engine so together they fit it, as one container does with one branch worker.
+    The engine's cores are shared by every scoring container that may run on it at once:
+    one per xdist worker bound to it, times ``--pb-branch-workers``. Oversubscribed, the
+    hidden tests' own timeouts would turn into lost points and a score would depend on -n.
     """
-    return max(1, min(pb_cpus, pb_engine.cpu_count() // pb_settings.branch_workers))
+    from pytest_programbench.fleet import scoring_cpus, worker_count, worker_number
+
+    workers = 1
+    if worker_number(pytestconfig) is not None:
+        workers = pb_fleet.settings.workers_on(pb_engine.host, worker_count(pytestconfig))
+    return scoring_cpus(pb_engine.cpu_count(), pb_cpus, workers, pb_settings.branch_workers)
 
 
 @pytest.fixture
@@ -249,9 +273,15 @@ def pb_image(
     pb_settings: Settings,
     pb_shared_dir: Path,
     pb_progress: ItemProgress,
+    pb_fleet: Fleet,
     pytestconfig: pytest.Config,
-) -> str:
-    """The task image reference, present on the engine (pulled once per session if allowed)."""
+    request: pytest.FixtureRequest,
+) -> Iterator[str]:
+    """The task image reference, present on the engine (pulled once per session if allowed).
+
+    Within ``--pb-image-budget`` the item holds the image until it ends, so no other
+    worker's pull evicts it; pulled and evicted bytes go on the item's report.
+    """
     from pytest_programbench.images import ensure_image
     from pytest_programbench.progress import announcer
 
@@ -269,15 +299,47 @@ def pb_image(
         from pytest_programbench.images import ensure_selftest_image
 
         ensure_selftest_image(pb_engine, pb_instance.image_ref, lock_dir=pb_shared_dir, progress=progress)
-    else:
-        ensure_image(
+        yield pb_instance.image_ref
+        return
+    from pytest_programbench.fleet import worker_name
+    from pytest_programbench.imagebudget import provision
+
+    ledger = pb_fleet.ledger(pb_engine, pb_shared_dir)
+    holder = request.node.nodeid
+
+    def ensure(before_pull: Callable[[], object]) -> str:
+        return ensure_image(
             pb_engine,
             pb_instance.image_ref,
             policy=pb_settings.pull,
             lock_dir=pb_shared_dir,
             progress=progress,
+            before_pull=before_pull,
         )
-    return pb_instance.image_ref
+
+    booked = provision(ledger, pb_instance.image_ref, holder, ensure)
+    ledger.release({f"next:{worker_name()}"}, pb_instance.image_ref)  # a prefetch's hold passes to the item
+    claimed = ledger.claim(pb_instance.image_ref)
+    _prefetch_next(request.node, pb_fleet, pb_settings, pb_shared_dir)
+    pulled, evicted = booked.pulled + claimed.pulled, booked.evicted + claimed.evicted
+    if pulled or evicted:
+        pb_fleet.note(request.node, {"pulled_bytes": pulled, "evicted_bytes": evicted})
+    try:
+        yield pb_instance.image_ref
+    finally:
+        ledger.release({holder})  # with budget 0 this removes the image (the ledger counts it)
+
+
+def _prefetch_next(item: pytest.Item, fleet: Fleet, settings: Settings, shared_dir: Path) -> None:
+    """Start pulling the image of the item this process runs next, if it is one of ours."""
+    from pytest_programbench.prefetch import NEXT_KEY
+    from pytest_programbench.results import instance_of
+
+    upcoming = item.stash.get(NEXT_KEY, None)
+    instance = instance_of(upcoming) if upcoming is not None else None
+    if instance is None or settings.pull == "never" or upcoming is None:
+        return
+    fleet.prefetch(settings.pull, shared_dir).start(fleet.spec_for(upcoming).url, instance.image_ref)
 
 
 @pytest.fixture

@@ -26,8 +26,13 @@ def ensure_image(
     policy: str,
     lock_dir: Path,
     progress: Callable[[str], None] | None = None,
+    before_pull: Callable[[], object] | None = None,
 ) -> str:
-    """Return ``"present"`` or ``"pulled"``; raise ImageMissing/ImagePullFailed otherwise."""
+    """Return ``"present"`` or ``"pulled"``; raise ImageMissing/ImagePullFailed otherwise.
+
+    ``before_pull`` runs (under the pull lock) only when a pull is about to start: the disk
+    budget makes room there.
+    """
     from filelock import FileLock
 
     if policy == "never":
@@ -41,6 +46,8 @@ def ensure_image(
         done_marker = lock_dir / f"pull-{key}.done"
         if engine.image_exists(ref) and (policy == "missing" or done_marker.exists()):
             return "present"
+        if before_pull is not None:
+            before_pull()
         engine.pull(ref, progress)
         if policy == "always":
             done_marker.touch()  # pulled once this session; other workers reuse it

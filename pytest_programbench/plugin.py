@@ -41,29 +41,34 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from pytest_programbench import outputs
+    from pytest_programbench import fleet, outputs
 
     _settings.add_options(parser)
     _settings.add_options(parser, outputs.OPTIONS)
+    fleet.add_options(parser)
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if not config.getoption("pb_cleanup"):
         return None
+    from pytest_programbench import fleet
     from pytest_programbench.containers import Engine
     from pytest_programbench.errors import EngineUnavailable
 
-    try:
-        engine = Engine()
-    except EngineUnavailable as exc:
-        print(f"programbench: {exc}")
-        return 1
-    with engine:
-        removed, kept = engine.sweep_orphans()
-    print(f"programbench: removed {removed} leftover container(s) and image(s) from {engine.host}")
-    if kept:
-        print(f"programbench: left what may still be in use: {'; '.join(kept)}")
-    return 0
+    status = 0
+    for url in fleet.resolve(config).urls:
+        try:
+            engine = Engine(url)
+        except EngineUnavailable as exc:
+            print(f"programbench: {exc}")
+            status = 1
+            continue
+        with engine:
+            removed, kept = engine.sweep_orphans()
+        print(f"programbench: removed {removed} leftover container(s) and image(s) from {engine.host}")
+        if kept:
+            print(f"programbench: left what may still be in use: {'; '.join(kept)}")
+    return status
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -79,6 +84,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SELECTION_KEY] = tasks.select(settings)
     except SelectionInvalid as exc:
         raise pytest.UsageError(f"programbench: {exc}") from None
+    from pytest_programbench import fleet
+
+    config.stash[fleet.FLEET_KEY] = fleet.resolve(config)
     from pytest_programbench import fixtures
 
     config.pluginmanager.register(fixtures, "programbench-fixtures")
@@ -90,7 +98,13 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(), "programbench-xdist")
+    from pytest_programbench.prefetch import NextItem
+
+    config.pluginmanager.register(NextItem(), "programbench-next-item")
     if workerinput is None:
+        if not config.option.collectonly:
+            config.stash[fleet.FACTS_KEY] = fleet.survey(config.stash[fleet.FLEET_KEY])
+            config.pluginmanager.register(fleet.FleetSummary(), "programbench-fleet-summary")
         if settings.output_dir and not config.option.collectonly:
             # A generated run directory is new by construction; a named one may be shared.
             from pytest_programbench.runlock import RunDirLock
@@ -120,7 +134,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
         html_report.register(config, config.stash[RUN_DIR_KEY], tally.instances)
         if not settings.keep:  # replay starts scoring containers too
-            config.pluginmanager.register(LeftoverSweep(run_id), "programbench-sweep")
+            config.pluginmanager.register(
+                LeftoverSweep(run_id, config.stash[fleet.FLEET_KEY].urls), "programbench-sweep"
+            )
     config.addinivalue_line(
         "markers",
         "programbench(language, difficulty): a ProgramBench instance (added by pytest-programbench)",
@@ -224,8 +240,9 @@ class LeftoverSweep:
     still labelled with this run is a leftover.
     """
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, hosts: tuple[str, ...] = ()) -> None:
         self.run_id = run_id
+        self.hosts: tuple[str | None, ...] = hosts or (None,)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -234,16 +251,17 @@ class LeftoverSweep:
         from pytest_programbench.containers import LABEL_RUN, Engine
 
         reporter = session.config.pluginmanager.getplugin("terminalreporter")
-        try:
-            with Engine() as engine:
-                removed = engine.sweep({LABEL_RUN: self.run_id})
-        except Exception as exc:  # the summary matters more than the sweep; --pb-cleanup can finish it
-            if reporter is not None:
-                reporter.write_line(
-                    f"programbench: sweeping this run's containers failed ({exc}); "
-                    "`pytest --pb-cleanup` removes leftovers"
-                )
-            return
+        removed = 0
+        for host in self.hosts:  # every engine of the fleet
+            try:
+                with Engine(host) as engine:
+                    removed += engine.sweep({LABEL_RUN: self.run_id})
+            except Exception as exc:  # the summary matters more than the sweep; --pb-cleanup can finish it
+                if reporter is not None:
+                    reporter.write_line(
+                        f"programbench: sweeping this run's containers on {host or 'the engine'} failed "
+                        f"({exc}); `pytest --pb-cleanup` removes leftovers"
+                    )
         if removed and reporter is not None:
             reporter.write_line(
                 f"programbench: removed {removed} container(s) and image(s) a crashed worker "
@@ -261,11 +279,15 @@ class XdistHooks:
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if not config.stash[SETTINGS_KEY].active:
         return None
+    from pytest_programbench import fleet
     from pytest_programbench.reporting import header_lines
 
     run_dir = config.stash[RUN_DIR_KEY]
+    workers = getattr(config.option, "numprocesses", None)
+    facts = config.stash.get(fleet.FACTS_KEY, [])
     return [
         *header_lines(config.stash[SETTINGS_KEY], config.stash[SELECTION_KEY]),
+        *fleet.header_lines(config.stash[fleet.FLEET_KEY], facts, int(workers or 1)),
         f"programbench: run directory {run_dir} (follow it: tail -f {run_dir / 'progress.log'})",
     ]
 
@@ -279,9 +301,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     if not config.stash[SELECTION_KEY].instances:
         return
-    from pytest_programbench import preflight
+    from pytest_programbench import fleet, preflight
 
-    preflight.run(config, settings)
+    # Engines named with --pb-docker-host were reached in pytest_configure (fleet.survey).
+    unchecked = tuple(spec.url for spec in config.stash[fleet.FLEET_KEY].engines if not spec.explicit)
+    preflight.run(config, settings, unchecked)
     if not settings.output_dir:
         _point_latest_at(config.stash[RUN_DIR_KEY])
 

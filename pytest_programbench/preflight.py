@@ -30,12 +30,13 @@ from pytest_programbench.settings import Settings
 KEY_CHECK_SECONDS = 60
 
 
-def run(config: pytest.Config, settings: Settings) -> None:
-    """Raise pytest.UsageError for the first session-wide problem found."""
+def run(config: pytest.Config, settings: Settings, engines: tuple[str | None, ...] = (None,)) -> None:
+    """Raise pytest.UsageError for the first session-wide problem found; ``engines``: hosts to reach."""
     overridden = overridden_fixtures(config)
     try:
         if "pb_outcome" not in overridden:  # a conftest that scores by itself needs no engine of ours
-            check_engine()
+            for host in engines:
+                check_engine(host)
         if not settings.submissions_dir and not overridden & SUBMISSION_FIXTURES:
             check_agent(config, settings)
     except ProgramBenchError as exc:
@@ -47,10 +48,10 @@ SUBMISSION_FIXTURES = frozenset({"pb_agent", "pb_agent_run", "pb_submission", "p
 _OURS = ("pytest_programbench.plugin", "pytest_programbench.fixtures")
 
 
-def check_engine() -> None:
+def check_engine(host: str | None = None) -> None:
     from pytest_programbench.containers import Engine
 
-    with Engine(timeout=30):
+    with Engine(host, timeout=30):
         pass
 
 

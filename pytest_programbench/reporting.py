@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_programbench.fleet import per_engine_lines
 from pytest_programbench.integrity import Finding
 from pytest_programbench.model import DIFFICULTIES, ERROR, LANGUAGES, NOT_RUN, OUTCOMES, Selection
 from pytest_programbench.settings import Settings
@@ -112,6 +113,7 @@ def summary_lines(
     )
     out.append(line)
     out.extend(_coverage_lines(summary, not_run))
+    out.extend(per_engine_lines(rows))
     out.extend(_resume_lines(rows, summary))
     errors = [r for r in rows if r["outcome"] == ERROR]
     if errors:

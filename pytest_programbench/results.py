@@ -46,6 +46,9 @@ JUNIT_IF_KNOWN = (
     ("pb_official_score", "official_score"),
     ("pb_image_id", "image_id"),
     ("pb_rescored", "rescored"),
+    ("pb_engine", "engine"),
+    ("pb_pulled_bytes", "pulled_bytes"),
+    ("pb_evicted_bytes", "evicted_bytes"),
 )
 
 
@@ -75,6 +78,12 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
         data = error_row(inst, code, message)
     else:
         return
+    from pytest_programbench.fleet import ENGINE_KEY, ROW_KEY
+
+    if ENGINE_KEY in item.stash:
+        data["engine"] = item.stash[ENGINE_KEY]
+    extra: dict[str, Any] = item.stash.get(ROW_KEY, {})
+    data.update(extra)
     setattr(report, REPORT_ATTR, data)
     # On the item, like record_property: junitxml writes them from the teardown report.
     for name, key in JUNIT_PROPERTIES:

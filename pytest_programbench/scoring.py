@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -118,7 +119,7 @@ def score_submission(
     )
     started = time.monotonic()
     try:
-        with _container_options(labels or {}, memory):
+        with _container_options(labels or {}, memory), _engine_env(engine):
             result = evaluator.run()
     except Exception as exc:  # the evaluator only catches its own step errors
         _check_engine(engine, str(exc))
@@ -235,6 +236,39 @@ def _container_options(labels: Mapping[str, str], memory: str) -> Iterator[None]
     finally:
         with _options_lock:
             constants.DOCKER_RUN_ARGS[:] = saved
+
+
+@contextlib.contextmanager
+def _engine_env(engine: Engine | None) -> Iterator[None]:
+    """Point the evaluator's ``docker`` CLI calls at ``engine`` while it runs.
+
+    programbench runs ``docker run/exec/cp/commit/rmi`` as subprocesses that inherit this
+    process's environment; with several engines, that environment must name the item's
+    one. A process scores one item at a time, so the change is seen by that item alone.
+    """
+    if engine is None:
+        yield
+        return
+    from pytest_programbench.fleet import cli_env
+
+    with _options_lock:
+        saved = dict(os.environ)
+        wanted = cli_env(engine.host, saved)
+        _set_environ(wanted)
+    try:
+        yield
+    finally:
+        with _options_lock:
+            _set_environ(saved)
+
+
+def _set_environ(wanted: Mapping[str, str]) -> None:
+    """Make os.environ equal ``wanted``, touching only the variables that differ."""
+    for key in [k for k in os.environ if k not in wanted]:
+        del os.environ[key]
+    for key, value in wanted.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 def _failure_text(result: EvaluationResult) -> str:

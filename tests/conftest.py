@@ -13,6 +13,7 @@ import pytest
 # a yaml imported again no longer matches its cached C loader ("could not determine a
 # constructor for the tag None"), which broke in-process sessions after test_resume.
 import yaml  # noqa: F401
+from engines import SecondEngine
 from support import BASE_IMAGE
 
 from pytest_programbench import selftest
@@ -43,6 +44,25 @@ def selftest_image(engine: Engine, base_image: str) -> str:
     ref = f"{selftest.image_name()}:{selftest.IMAGE_TAG}"
     engine.build(str(selftest.image_context()), ref, {"BASE": base_image})
     return ref
+
+
+@pytest.fixture(scope="module")
+def engine_b(selftest_image: str) -> Iterator[SecondEngine]:
+    """A second dockerd (tests/engines.py) holding the self-test image; stopped when the module ends.
+
+    One module at a time, across xdist workers: their tests kill and stop that engine.
+    """
+    from filelock import FileLock
+
+    with FileLock("/tmp/pb-test-engine-b.lock"):
+        second = SecondEngine()
+        second.start()
+        second.load(selftest_image)
+        yield second
+        second.start()  # a test may have left it dead; leave it clean and stopped
+        with Engine(second.host) as eng:
+            eng.sweep({LABEL_RUN: None})
+        second.stop()
 
 
 @pytest.fixture(scope="session")

@@ -101,3 +101,70 @@ class SecondEngine:
 
 def _main_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
+
+
+class SshEngine:
+    """The default engine reached over ssh://, through an sshd of our own on localhost with key auth.
+
+    The SDK and the docker CLI both run the system's ``ssh``; a wrapper first on PATH hands it
+    this test's key and known-hosts file, as a user's ~/.ssh/config would.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = _free_port()
+        self.url = f"ssh://root@127.0.0.1:{self.port}"
+        self.bin = root / "bin"
+        self._daemon: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        key, host_key = self.root / "id_ed25519", self.root / "host_ed25519"
+        for path in (key, host_key):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+        (self.root / "authorized_keys").write_text(Path(f"{key}.pub").read_text())
+        config = self.root / "sshd_config"
+        config.write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
+            f"AuthorizedKeysFile {self.root / 'authorized_keys'}\nPidFile {self.root / 'sshd.pid'}\n"
+            "PermitRootLogin prohibit-password\nPasswordAuthentication no\nStrictModes no\nUsePAM no\n"
+        )
+        self.bin.mkdir()
+        wrapper = self.bin / "ssh"
+        wrapper.write_text(
+            f"#!/bin/sh\nexec /usr/bin/ssh -i {key} -o StrictHostKeyChecking=no "
+            f'-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "$@"\n'
+        )
+        wrapper.chmod(0o755)
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
+        self._daemon = subprocess.Popen(
+            ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=(self.root / "sshd.log").open("w"),
+        )
+        deadline = time.monotonic() + timeout
+        while subprocess.run(
+            ["docker", "-H", self.url, "version"], env=self.env(), capture_output=True
+        ).returncode:
+            if time.monotonic() > deadline or self._daemon.poll() is not None:
+                self.stop()
+                raise RuntimeError(
+                    f"no engine over {self.url}; sshd said:\n{(self.root / 'sshd.log').read_text()}"
+                )
+            time.sleep(0.5)
+
+    def env(self) -> dict[str, str]:
+        """The environment of a session that reaches the engine over ssh."""
+        return {**_main_env(), "PATH": f"{self.bin}:{os.environ['PATH']}"}
+
+    def stop(self) -> None:
+        if self._daemon is not None and self._daemon.poll() is None:
+            self._daemon.terminate()
+            self._daemon.wait(timeout=30)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

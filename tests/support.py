@@ -10,6 +10,7 @@ import contextlib
 import os
 import re
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -221,3 +222,21 @@ def assert_no_container_left(engine: Engine, document: dict[str, Any]) -> None:
     assert run_id
     leftovers = engine.labelled({LABEL_RUN: run_id})
     assert [c.name for c in leftovers] == []
+
+
+def session_options(root: Path, out: Path, *extra: str) -> list[str]:
+    """A session over the tasks and blobs under ``root`` (see clone_selftest), its run in ``out``."""
+    return [
+        f"--pb-tasks-dir={root / 'tasks'}",
+        f"--pb-blob-dir={root / 'blobs'}",
+        f"--pb-output={out}",
+        f"--pb-report={out / 'report.json'}",
+        "--pb-cpus=1",
+        "--pb-pull=never",
+        *extra,
+    ]
+
+
+def session_command(*args: str) -> list[str]:
+    """A whole pytest session in a process of its own, without a cache to share between tests."""
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]

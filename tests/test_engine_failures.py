@@ -11,13 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from engines import SecondEngine
 from support import clone_selftest, wait_for
+from support import session_options as options
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import LABEL_RUN, Engine
@@ -28,18 +28,6 @@ def pytest_programbench_agent(config, instance):
         sandbox.exec("sleep 600")
     return agent
 """
-
-
-@pytest.fixture(scope="module")
-def engine_b(selftest_image: str) -> Iterator[SecondEngine]:
-    second = SecondEngine()
-    second.start()
-    second.load(selftest_image)
-    yield second
-    second.start()  # a test may have left it dead; leave it clean and stopped
-    with Engine(second.host) as eng:
-        eng.sweep({LABEL_RUN: None})
-    second.stop()
 
 
 def session(cwd: Path, *args: str, host: str | None = None) -> subprocess.Popen[bytes]:
@@ -53,18 +41,6 @@ def session(cwd: Path, *args: str, host: str | None = None) -> subprocess.Popen[
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-
-
-def options(root: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        f"--pb-tasks-dir={root / 'tasks'}",
-        f"--pb-blob-dir={root / 'blobs'}",
-        f"--pb-output={out}",
-        f"--pb-report={out / 'report.json'}",
-        "--pb-cpus=1",
-        "--pb-pull=never",
-        *extra,
-    ]
 
 
 def labelled(host: str, run_id: str | None) -> dict[str, list[Any]]:

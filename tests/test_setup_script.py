@@ -73,7 +73,8 @@ def test_a_fresh_machine_gets_an_engine_the_tools_and_the_images(tmp_path: Path)
         "would run: apt-get update -qq",
         f"{install} docker.io",
         f"would run: setsid nohup dockerd -H {env['DOCKER_HOST']} >/tmp/pb-dockerd.log 2>&1 &",
-        f"{install} mmdebstrap docker-registry iproute2 chromium chromium-driver",
+        f"{install} mmdebstrap docker-registry iproute2 chromium chromium-driver "
+        "openssh-server openssh-client",
         "would run: images/build-test-images.sh",
     ]
     assert not (tmp_path / "state").exists()  # a dry run writes nothing
@@ -90,7 +91,17 @@ def test_an_engine_elsewhere_is_not_started_here(tmp_path: Path) -> None:
 def test_a_ready_machine_needs_nothing_installed_or_started(engine: Engine, tmp_path: Path) -> None:
     env = {
         "PATH": fake_path(
-            tmp_path / "bin", ("dockerd", "mmdebstrap", "docker-registry", "ip", "chromium", "chromedriver")
+            tmp_path / "bin",
+            (
+                "dockerd",
+                "mmdebstrap",
+                "docker-registry",
+                "ip",
+                "chromium",
+                "chromedriver",
+                "sshd",
+                "ssh-keygen",
+            ),
         ),
         "PB_SETUP_DRY_RUN": "1",
     }

@@ -1,0 +1,213 @@
+"""The fleet on real engines: two engines against one, a cold run with prefetch against a warm one,
+and the peak disk of task images with a budget against without.
+
+1. throughput: N items whose agent mostly waits (``sleep WAIT`` in its sandbox, as an LLM agent
+   waits on its model, then the scripted self-test build), on one engine with one slot (-n 1)
+   and on two engines with one slot each (-n 2): wall(one) / wall(two). Target >= 1.8.
+2. cold / warm: the same N items, task images served by a local registry; cold = absent from the
+   engine (each pulled, the next one prefetched while the current item's agent waits), warm =
+   already present. wall(cold) / wall(warm). Target <= 1.15.
+3. peak disk: most task-image bytes present at once (sampled every 0.2 s) without a budget and
+   with ``--pb-image-budget`` of 1.5 images, cold, -n 1. peak(budget) / peak(none).
+
+Runs the second dockerd of tests/engines.py (stopped again at the end) and a docker-registry.
+
+    python benchmarks/bench_fleet.py --n 4 --wait 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from conftest import session_command, session_options
+from engines import SecondEngine
+from registry import Registry
+
+from pytest_programbench import selftest
+from pytest_programbench.containers import LABEL_RUN, Engine
+
+WAITING_AGENT = """
+from pytest_programbench.selftest import scripted_agent
+
+def pytest_programbench_agent(config, instance):
+    def agent(instance, sandbox):
+        sandbox.exec("sleep {wait}")
+        return scripted_agent(instance, sandbox)
+    return agent
+"""
+
+
+def clone(engine: Engine, root: Path, n: int, org: str = "") -> dict[str, str]:
+    """N self-test clones under ``root``: instance id -> image ref (under ``org`` when given)."""
+    import shutil
+
+    from programbench import constants
+
+    tasks, blobs = root / "tasks", root / "blobs"
+    selftest.write_blob_dir(blobs)
+    refs = {}
+    for k in range(n):
+        iid = f"pbselftest__bench-{k}.5e1f7a0"
+        shutil.copytree(selftest.tasks_dir() / selftest.INSTANCE_ID, tasks / iid)
+        shutil.copytree(blobs / selftest.INSTANCE_ID, blobs / iid)
+        saved = constants.DOCKER_ORG
+        constants.DOCKER_ORG = org or saved
+        refs[iid] = f"{constants.image_name_from_instance_id(iid)}:{selftest.IMAGE_TAG}"
+        constants.DOCKER_ORG = saved
+    return refs
+
+
+def session(root: Path, out: Path, *args: str, env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(
+        session_command(*session_options(root, out, *args)),
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    elapsed = time.perf_counter() - start
+    rows = json.loads((out / "report.json").read_text())["instances"]
+    if any(r["outcome"] != "resolved" for r in rows):
+        raise SystemExit(f"a benchmark session did not resolve everything:\n{done.stdout[-3000:]}")
+    return elapsed
+
+
+@contextlib.contextmanager
+def peak_of(engine: Engine, refs: list[str]) -> Iterator[list[int]]:
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            present = 0
+            for ref in refs:
+                with contextlib.suppress(Exception):
+                    present += engine.image_size(ref)
+            peak[0] = max(peak[0], present)
+            stop.wait(0.2)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        thread.join()
+
+
+def throughput(engine: Engine, base: Path, n: int) -> dict[str, float]:
+    second = SecondEngine()
+    second.start()
+    try:
+        image = f"{selftest.image_name()}:{selftest.IMAGE_TAG}"
+        second.load(image)
+        refs = clone(engine, base / "tasks-throughput", n)
+        root = base / "tasks-throughput"
+        with Engine(second.host) as other:
+            for ref in refs.values():
+                engine.tag(image, ref)
+                other.tag(image, ref)
+        one = session(root, base / "one", "-n", "1", f"--pb-docker-host={engine.host}", "--pb-pull=never")
+        two = session(
+            root,
+            base / "two",
+            "-n",
+            "2",
+            f"--pb-docker-host={engine.host}",
+            f"--pb-docker-host={second.host}",
+            "--pb-pull=never",
+        )
+        with Engine(second.host) as other:
+            for ref in refs.values():
+                engine.remove_image(ref)
+                other.remove_image(ref)
+            other.sweep({LABEL_RUN: None})
+    finally:
+        second.stop()
+    return {"one_engine_s": one, "two_engines_s": two, "ratio_one_over_two": one / two}
+
+
+def registry_runs(engine: Engine, base: Path, n: int) -> dict[str, float]:
+    with Registry(base / "registry") as registry:
+        org = f"{registry.host}/programbench"
+        root = base / "tasks-registry"
+        refs = clone(engine, root, n, org)
+        image = f"{selftest.image_name()}:{selftest.IMAGE_TAG}"
+        for ref in refs.values():  # distinct images: a random layer each
+            context = base / f"ctx-{uuid.uuid4().hex[:8]}"
+            context.mkdir()
+            (context / "Dockerfile").write_text(
+                "ARG BASE\nFROM ${BASE}\n"
+                f"RUN head -c 30000000 /dev/urandom > /tmp/pb-bench.bin && echo {uuid.uuid4().hex}\n"
+            )
+            local = f"pytest-programbench/bench-fleet:{uuid.uuid4().hex[:12]}"
+            engine.build(str(context), local, {"BASE": image})
+            registry.push(engine, local, ref)
+            engine.remove_image(local)
+        env = {**os.environ, "PROGRAMBENCH_DOCKER_ORG": org}
+
+        def absent() -> None:
+            for ref in refs.values():
+                engine.remove_image(ref)
+
+        try:
+            absent()
+            with peak_of(engine, list(refs.values())) as peak_none:
+                cold = session(root, base / "cold", "--pb-pull=missing", env=env)
+            warm = session(root, base / "warm", "--pb-pull=never", env=env)
+            absent()
+            repository, _, tag = next(iter(refs.values())).rpartition(":")
+            engine.client.images.pull(repository, tag=tag)
+            size = engine.image_size(next(iter(refs.values())))
+            absent()
+            with peak_of(engine, list(refs.values())) as peak_budget:
+                budget = f"--pb-image-budget={int(size * 1.5)}"
+                session(root, base / "budget", "--pb-pull=missing", budget, env=env)
+        finally:
+            absent()
+    return {
+        "cold_s": cold,
+        "warm_s": warm,
+        "ratio_cold_over_warm": cold / warm,
+        "image_bytes": size,
+        "peak_bytes_no_budget": peak_none[0],
+        "peak_bytes_budget_1.5_images": peak_budget[0],
+        "ratio_peak_budget_over_none": peak_budget[0] / max(1, peak_none[0]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=4, help="items per session")
+    parser.add_argument("--wait", type=int, default=20, help="seconds each agent waits")
+    parser.add_argument("--only", choices=["throughput", "registry"], default=None)
+    args = parser.parse_args()
+    results: dict[str, object] = {"n": args.n, "wait_s": args.wait}
+    with tempfile.TemporaryDirectory(prefix="pb-bench-fleet-") as tmp, Engine() as engine:
+        base = Path(tmp)
+        for name in ("tasks-throughput", "tasks-registry"):
+            (base / name).mkdir()
+            (base / name / "conftest.py").write_text(WAITING_AGENT.format(wait=args.wait))
+        if args.only in (None, "throughput"):
+            results["throughput"] = throughput(engine, base, args.n)
+        if args.only in (None, "registry"):
+            results["registry"] = registry_runs(engine, base, args.n)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
