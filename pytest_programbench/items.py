@@ -101,5 +101,7 @@ def instance(pb_instance: Instance, pb_outcome: Any, request: pytest.FixtureRequ
     threshold = request.config.stash[SETTINGS_KEY].threshold
     hidden = detail.of_item(request, pb_instance)
     if pb_outcome.score < threshold:
-        reason = pb_outcome.failure_reason(threshold) + detail.suffix(hidden, pb_outcome.error_code)
+        reason = pb_outcome.failure_reason(threshold) + detail.suffix(
+            hidden, getattr(pb_outcome, "error_code", None)
+        )
         pytest.fail(reason, pytrace=False)

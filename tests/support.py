@@ -240,3 +240,17 @@ def session_options(root: Path, out: Path, *extra: str) -> list[str]:
 def session_command(*args: str) -> list[str]:
     """A whole pytest session in a process of its own, without a cache to share between tests."""
     return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+
+
+# A conftest.py text replacing the scoring fixture, so collection behaviour runs end to end
+# without Docker; it also proves the fixture is overridable from conftest.py.
+FAKE_OUTCOME = """
+import pytest
+
+class Outcome:
+    score = 1.0
+
+@pytest.fixture
+def pb_outcome(pb_instance):
+    return Outcome()
+"""

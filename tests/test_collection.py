@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from support import FAKE_OUTCOME
 
 from pytest_programbench.tasks import default_tasks_dir
-
-# Replaces the scoring fixture so collection behaviour can be run end to end
-# without Docker; also proves the fixture is overridable from conftest.py.
-FAKE_OUTCOME = """
-import pytest
-
-class Outcome:
-    score = 1.0
-
-@pytest.fixture
-def pb_outcome(pb_instance):
-    return Outcome()
-"""
 
 
 def collected(result: pytest.RunResult) -> list[str]:

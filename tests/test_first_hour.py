@@ -20,21 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import CreationWatch, clone_selftest
+from support import FAKE_OUTCOME, CreationWatch, clone_selftest
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import Engine
-
-FAKE_OUTCOME = """
-import pytest
-
-class Outcome:
-    score = 1.0
-
-@pytest.fixture
-def pb_outcome(pb_instance):
-    return Outcome()
-"""
 
 OTHER_TESTS = """
 def test_one():
