@@ -25,7 +25,7 @@ from pytest_programbench.containers import (
     Engine,
     session_owner,
 )
-from pytest_programbench.keys import RUN_DIR_KEY, RUN_ID_KEY, SETTINGS_KEY
+from pytest_programbench.keys import RUN_DIR_KEY, RUN_ID_KEY, SETTINGS_KEY, SHARED_DIR_NAME
 from pytest_programbench.model import AgentRun, Instance, Outcome, Submission
 from pytest_programbench.settings import Settings
 from pytest_programbench.submissions import ARCHIVE_NAME, submission_path
@@ -80,7 +80,7 @@ def pb_shared_dir(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest
     # A worker's basetemp is under the controller's. Asked of the config, not PYTEST_XDIST_WORKER:
     # a session started from inside a worker inherits that variable without being a worker.
     shared = base.parent if hasattr(pytestconfig, "workerinput") else base
-    path = shared / "programbench-shared"
+    path = shared / SHARED_DIR_NAME
     path.mkdir(exist_ok=True)
     return path
 

@@ -373,11 +373,12 @@ class FleetSummary:
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         from pytest_programbench.imagebudget import totals
+        from pytest_programbench.keys import SHARED_DIR_NAME
 
         factory = getattr(config, "_tmp_path_factory", None)
         if factory is None:
             return
-        for url, seen in totals(factory.getbasetemp() / "programbench").items():  # pb_shared_dir
+        for url, seen in totals(factory.getbasetemp() / SHARED_DIR_NAME).items():  # pb_shared_dir
             if seen["pulled_bytes"] or seen["evicted_bytes"]:
                 terminalreporter.write_line(
                     f"programbench: task images on {url}: pulled {_gib(seen['pulled_bytes'])}, "

@@ -17,3 +17,5 @@ SETTINGS_KEY = pytest.StashKey[Settings]()
 SELECTION_KEY = pytest.StashKey[Selection]()
 RUN_DIR_KEY = pytest.StashKey[Path]()
 RUN_ID_KEY = pytest.StashKey[str]()
+#: The directory under the session's basetemp that every xdist worker shares (see pb_shared_dir).
+SHARED_DIR_NAME = "programbench-shared"

@@ -189,11 +189,14 @@ def test_agent_options_are_checked_up_front(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*expected one of none, command, mini-swe-agent, or module:attr*"])
 
 
-def test_unimportable_agent_is_an_error_that_says_so(pytester: pytest.Pytester, selftest_image: str) -> None:
-    result, report = session(pytester, "", "--pb-agent=nowhere_to_be_found:agent")
-    assert result.parseoutcomes() == {"errors": 1}
-    assert only_row(report)["error_code"] == "agent_unavailable"
-    result.stdout.fnmatch_lines(["*agent 'nowhere_to_be_found:agent' cannot be loaded: importing nowhere*"])
+def test_unimportable_agent_is_a_usage_error_before_any_container(
+    pytester: pytest.Pytester, selftest_image: str
+) -> None:
+    result = pytester.runpytest_subprocess("--pb-selftest", "--pb-agent=nowhere_to_be_found:agent")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # the preflight, once for the session
+    (line,) = [x for x in result.errlines if x.startswith("ERROR:")]
+    assert "agent 'nowhere_to_be_found:agent' cannot be loaded: importing nowhere" in line
+    assert not any(x.startswith("collected") for x in result.outlines)
 
 
 def test_cleanup_removes_only_what_provably_dead_sessions_left(

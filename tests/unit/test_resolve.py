@@ -145,8 +145,10 @@ def test_bad_values_are_usage_errors_naming_the_flag(
 
 def test_an_ini_error_names_the_ini_option(pytester: pytest.Pytester, tasks: str) -> None:
     pytester.makeini("[pytest]\npb_threshold = high\n")
-    with pytest.raises(pytest.UsageError, match=r"ini option pb_threshold.* is not valid.*'high'"):
+    with pytest.raises(pytest.UsageError, match=r"ini option pb_threshold") as raised:
         resolved(pytester, tasks)
+    # pytest 8.4+ types the ini value itself (a float): the wording around the value differs.
+    assert "is not valid" in str(raised.value) and "'high'" in str(raised.value)
     pytester.makeini("[pytest]\npb_attempts = 0\n")
     with pytest.raises(pytest.UsageError, match=r"ini option pb_attempts.* is not valid"):
         resolved(pytester, tasks)
