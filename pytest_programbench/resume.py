@@ -108,9 +108,7 @@ def plan(
     instance: Instance, instance_dir: Path, source: Path | None, task: dict[str, Any], *, force: bool
 ) -> Plan:
     """Reuse, score some branches, or score all, given what the instance's directory holds."""
-    from programbench.eval.eval import EvaluationResult
-
-    from pytest_programbench.scoring import branches_to_rescore, eval_json_path
+    from pytest_programbench.scoring import eval_json_path
 
     eval_json = eval_json_path(instance_dir, instance.instance_id)
     if not eval_json.is_file():
@@ -132,11 +130,10 @@ def plan(
         return Plan(FULL, "its marker predates eval.json checksums")
     if sha256(eval_json) != data["eval_sha256"]:
         return Plan(FULL, "its eval.json changed after it was scored")
-    try:
-        branches = branches_to_rescore(eval_json, task)
-        existing = EvaluationResult.model_validate_json(eval_json.read_text())
-    except ValueError:
+    read = _read_existing(eval_json, task)
+    if read is None:
         return Plan(FULL, "its eval.json is unreadable")
+    existing, branches = read
     recorded = data.get("outcome")
     previous: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
     if not branches:
@@ -147,21 +144,30 @@ def plan(
     return Plan(FULL, f"its eval.json has {why}", previous=previous)
 
 
+def _read_existing(eval_json: Path, task: dict[str, Any]) -> tuple[Any, list[str]] | None:
+    """An eval.json as programbench reads it, and the branches ``programbench eval`` would redo; None
+    when it does not parse."""
+    from programbench.eval.eval import EvaluationResult
+
+    from pytest_programbench.scoring import branches_to_rescore
+
+    try:
+        branches = branches_to_rescore(eval_json, task)
+        return EvaluationResult.model_validate_json(eval_json.read_text()), branches
+    except (OSError, ValueError):
+        return None
+
+
 def _plan_official(eval_json: Path, task: dict[str, Any]) -> Plan:
     """An eval.json without our marker: the official tools' (``programbench eval``), or unknown.
 
     Treated as that tool treats its own run directory without ``--force``: complete, it is
     summarised and reused; otherwise scored again in full (``--pb-force`` always scores).
     """
-    from programbench.eval.eval import EvaluationResult
-
-    from pytest_programbench.scoring import branches_to_rescore
-
-    try:
-        existing = EvaluationResult.model_validate_json(eval_json.read_text())
-        branches = branches_to_rescore(eval_json, task)
-    except (OSError, ValueError):
+    read = _read_existing(eval_json, task)
+    if read is None:
         return Plan(FULL, "no marker of ours vouches for its eval.json, and it is unreadable")
+    existing, branches = read
     if existing.test_branches and not branches:
         return Plan(REUSE, OFFICIAL)
     return Plan(FULL, "no marker of ours vouches for its eval.json, and it is incomplete")
