@@ -129,7 +129,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.get_verbosity() >= 0 and not config.option.collectonly:
             from pytest_programbench.progress import Overall
 
-            config.pluginmanager.register(Overall(config), "programbench-progress")
+            config.pluginmanager.register(Overall(config, tally), "programbench-progress")
         from pytest_programbench import html_report
 
         html_report.register(config, config.stash[RUN_DIR_KEY], tally.instances)

@@ -13,9 +13,12 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from pytest_programbench.results import Tally
 
 log = logging.getLogger("pytest_programbench")
 
@@ -86,29 +89,24 @@ class Overall:
     """The controller's progress line: done/running/left, resolved so far, ETA and agent cost.
 
     Printed on a line of its own when an item finishes (never inside pytest's status
-    letters), not under ``-q``. Items are counted from the reports the controller sees,
-    so it works the same under xdist.
+    letters), not under ``-q``. Counts the session's ProgramBench items only (other tests
+    kept with ``--pb-keep-other-tests`` are not in it), from the reports the controller
+    sees, so it works the same under xdist; how many there are, the tally knows.
     """
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, tally: Tally) -> None:
         self.config = config
-        self.total = 0
+        self.tally = tally
         self.started: dict[str, float] = {}
         self.finished: list[float] = []  # seconds each finished item took
         self.resolved = 0
         self.cost = 0.0
         self.peak = 1  # the most items seen running at once: the session's parallelism
 
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.total = len(session.items)
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        self.total = len(ids)  # every worker collects the same items
-
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
-        self.started.setdefault(nodeid, time.monotonic())
-        self.peak = max(self.peak, len(self.started))
+        if nodeid in self.tally.instances:
+            self.started.setdefault(nodeid, time.monotonic())
+            self.peak = max(self.peak, len(self.started))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         from pytest_programbench.results import REPORT_ATTR
@@ -128,9 +126,9 @@ class Overall:
             terminal.write_line(f"programbench: {self.line()}")
 
     def line(self) -> str:
-        done, running = len(self.finished), len(self.started)
-        left = max(self.total - done - running, 0)
-        parts = [f"{done}/{self.total} done, {running} running, {left} left", f"{self.resolved} resolved"]
+        done, running, total = len(self.finished), len(self.started), len(self.tally.expected)
+        left = max(total - done - running, 0)
+        parts = [f"{done}/{total} done, {running} running, {left} left", f"{self.resolved} resolved"]
         if self.cost:
             parts.append(f"agent cost ${self.cost:.2f}")
         if left + running and self.finished:
