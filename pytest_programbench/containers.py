@@ -158,19 +158,48 @@ def _transport(host: str) -> dict[str, Any]:
     return {}
 
 
+def docker_sdk(host: str) -> Any:
+    """The ``docker`` package, imported without paramiko unless ``host`` is an ssh:// engine.
+
+    docker-py imports its ssh transport whenever paramiko is installed (our ``docker[ssh]``
+    dependency), and with it cryptography's OpenSSL bindings: about 19 MiB of memory in the
+    controller and in every xdist worker, for engines that are almost always a local socket.
+    So the first import hides paramiko; an ssh:// engine later loads the transport and gives
+    it to the SDK's client module, which looks the adapter up by name when a client for an
+    ssh:// URL is made (private docker-py layout; tests/unit/test_private_apis.py checks it).
+    If something imported docker before us, it is used as it is.
+    """
+    import sys
+
+    if "docker" not in sys.modules and "paramiko" not in sys.modules and not host.startswith("ssh://"):
+        sys.modules["paramiko"] = None  # type: ignore[assignment]  # `import paramiko` raises ImportError
+        try:
+            import docker
+        finally:
+            del sys.modules["paramiko"]
+    import docker
+    import docker.api.client
+
+    if host.startswith("ssh://") and not hasattr(docker.api.client, "SSHHTTPAdapter"):
+        from docker.transport.sshconn import SSHHTTPAdapter
+
+        docker.api.client.SSHHTTPAdapter = SSHHTTPAdapter
+    return docker
+
+
 class Engine:
     """One Docker engine, reached through the Docker SDK."""
 
     def __init__(self, host: str | None = None, *, timeout: int = 300) -> None:
-        import docker
+        self.host = host or default_host()
+        sdk = docker_sdk(self.host)
         from docker.errors import DockerException
 
-        self.host = host or default_host()
         self._streams: Any = None
         self._disk_quota: bool | None = None
         self._cpus: int | None = None
         try:
-            self.client: docker.DockerClient = docker.DockerClient(
+            self.client: docker.DockerClient = sdk.DockerClient(
                 base_url=self.host, timeout=timeout, **_transport(self.host)
             )
             self.client.ping()

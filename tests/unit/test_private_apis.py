@@ -58,3 +58,15 @@ def test_docker_api_internals_containers_py_calls() -> None:
 def test_mini_swe_agent_internal_mini_agent_py_calls() -> None:
     docker_env = pytest.importorskip("minisweagent.environments.docker", reason="the mini extra")
     assert callable(docker_env.DockerEnvironment._check_finished)
+
+
+def test_docker_api_client_looks_up_its_ssh_adapter_by_name_containers_py_supplies_it() -> None:
+    # containers.docker_sdk imports docker without paramiko and sets docker.api.client's
+    # SSHHTTPAdapter global only when an ssh:// engine is used.
+    import inspect
+
+    from docker.api import client
+    from docker.transport.sshconn import SSHHTTPAdapter
+
+    assert "SSHHTTPAdapter(" in inspect.getsource(client.APIClient.__init__)
+    assert callable(SSHHTTPAdapter)
