@@ -7,7 +7,14 @@ container the same number of CPUs. The N instances are the self-test task under 
 using one image tagged under each name; runs alternate A B A B after a warmup pair, each run writing
 into a fresh output directory, and every run's scores are checked to agree between the sides.
 
-    python benchmarks/bench_replay.py --n 8 --runs 3
+A pays a fixed start-up B does not: pytest, its plugins and two xdist workers, before the first
+container starts. After each pair the script also times that floor alone (``pytest -n 2`` of one
+trivial test, no ProgramBench option) and reports it beside ``a_minus_b_median_s``, so a miss can be
+read as start-up or as per-item cost. The default N (32, about 16 items a worker) makes the session
+mostly scoring, as a benchmark run of 200 tasks is; with N = 8 the floor alone is several percent.
+
+    python benchmarks/bench_replay.py --runs 3          # N = 32
+    python benchmarks/bench_replay.py --n 8 --runs 3    # start-up weighs more
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -55,6 +63,13 @@ def side_a_cmd(tasks: Path, subs: Path, blobs: Path, out: Path, cpus: int) -> li
         "--pb-pull=never",
         f"--basetemp={out / 'basetemp'}",  # keeps pytest-of-<user> clean; a fresh dir per run anyway
     ]
+
+
+def floor_cmd(out: Path) -> list[str]:
+    """``pytest -n 2`` of one trivial test: the start-up every xdist session pays, ours or not."""
+    test = out / "test_floor.py"
+    test.write_text("def test_floor():\n    pass\n")
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "2", str(test)]
 
 
 def side_b_cmd(tasks: Path, subs: Path, blobs: Path, out: Path, cpus: int) -> list[str]:
@@ -131,23 +146,29 @@ def alternate(
     warmup: int,
     check: Callable[[Path, Path], None],
 ) -> dict[str, Any]:
-    """_timing.compare with a fresh output dir per run and a score check after every pair."""
+    """_timing.compare with a fresh output dir per run, a score check and the xdist floor after each pair."""
     times_a: list[float] = []
     times_b: list[float] = []
+    floors: list[float] = []
     for i in range(warmup + runs):
-        out_a, out_b = outputs / f"a{i}", outputs / f"b{i}"
-        out_a.mkdir(parents=True)  # --basetemp needs its parent
-        out_b.mkdir(parents=True)
+        out_a, out_b, out_f = outputs / f"a{i}", outputs / f"b{i}", outputs / f"f{i}"
+        for out in (out_a, out_b, out_f):
+            out.mkdir(parents=True)  # --basetemp needs its parent
         t_a = time_once(make_a(out_a), cwd, ok=(0, 1))  # 1: a partial submission fails its item
         t_b = time_once(make_b(out_b), cwd, ok=(0,))
+        t_f = time_once(floor_cmd(out_f), out_f, ok=(0,))
         check(out_a, out_b)
         if i >= warmup:
             times_a.append(t_a)
             times_b.append(t_b)
-        shutil.rmtree(out_a, ignore_errors=True)
-        shutil.rmtree(out_b, ignore_errors=True)
+            floors.append(t_f)
+        for out in (out_a, out_b, out_f):
+            shutil.rmtree(out, ignore_errors=True)
+    gaps = [a - b for a, b in zip(times_a, times_b, strict=True)]
     return {
         **summarize(times_a, times_b),
+        "a_minus_b_median_s": round(statistics.median(gaps), 3),
+        "xdist_floor_median_s": round(statistics.median(floors), 3),
         "a_times_s": [round(t, 3) for t in times_a],
         "b_times_s": [round(t, 3) for t in times_b],
     }
@@ -155,7 +176,7 @@ def alternate(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--n", type=int, default=8, help="submissions to score (default 8)")
+    parser.add_argument("--n", type=int, default=32, help="submissions to score (default 32)")
     parser.add_argument("--runs", type=int, default=3, help="timed A/B pairs (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed A/B pairs first (default 1)")
     parser.add_argument("--cpus", type=int, default=1, help="CPUs per scoring container, both sides")
