@@ -217,16 +217,27 @@ def main() -> None:
     parser.add_argument("--only", choices=["throughput", "registry"], default=None)
     args = parser.parse_args()
     results: dict[str, object] = {"n": args.n, "wait_s": args.wait}
+    verdicts: list[tuple[str, float, str, float]] = []
     with tempfile.TemporaryDirectory(prefix="pb-bench-fleet-") as tmp, Engine() as engine:
         base = Path(tmp)
         for name in ("tasks-throughput", "tasks-registry"):
             (base / name).mkdir()
             (base / name / "conftest.py").write_text(WAITING_AGENT.format(wait=args.wait))
         if args.only in (None, "throughput"):
-            results["throughput"] = throughput(engine, base, args.n)
+            results["throughput"] = measured = throughput(engine, base, args.n)
+            # A speed-up, so at least its target (the one exception to _support.finish's "at most").
+            verdicts.append(("throughput", measured["ratio_one_over_two"], ">=", 1.8))
         if args.only in (None, "registry"):
-            results["registry"] = registry_runs(engine, base, args.n)
+            results["registry"] = measured = registry_runs(engine, base, args.n)
+            verdicts.append(("cold/warm", measured["ratio_cold_over_warm"], "<=", 1.15))
     print(json.dumps(results, indent=2))
+    missed = False
+    for name, ratio, sense, target in verdicts:
+        ok = ratio >= target if sense == ">=" else ratio <= target
+        missed |= not ok
+        print(f"{'PASS' if ok else 'FAIL'} bench_fleet {name}: ratio {ratio:.3f} (target {sense} {target:g})")
+    if missed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
