@@ -91,8 +91,6 @@ def calibrate(engine: Engine, image: str) -> tuple[int, float]:
 
 def time_sensitive_task(engine: Engine, root: Path, names: list[str], steps: int, budget: float) -> list[str]:
     """Self-test clones whose one active branch is TESTS timed tests; a correct submission for each."""
-    from pytest_programbench.selftest import write_targz
-
     _, blobs, ids = clone_selftest(engine, root, names)
     tests = {
         "branches": {
@@ -108,7 +106,7 @@ def time_sensitive_task(engine: Engine, root: Path, names: list[str], steps: int
         (root / "tasks" / iid / "tests.json").write_text(json.dumps(tests, indent=2))
         for old in (blobs / iid / "tests").iterdir():
             old.unlink()
-        write_targz(blobs / iid / "tests" / f"{BRANCH}.tar.gz", hidden_tests(steps, budget))
+        selftest.write_targz(blobs / iid / "tests" / f"{BRANCH}.tar.gz", hidden_tests(steps, budget))
         selftest.write_submission("correct", root / "runs" / iid)
     return ids
 
