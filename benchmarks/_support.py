@@ -7,12 +7,19 @@ import contextlib
 import json
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from pytest_programbench import selftest
+
+# The test suite's helpers (engines, registry, support): benchmarks run whole sessions as its tests do.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support import run_session
+
+__all__ = ["run_session"]
 
 COMPILED_PREFIX = "programbench-compiled/"  # the Evaluator commits its compile container under this
 

@@ -3,7 +3,9 @@ and the peak disk of task images with a budget against without.
 
 1. throughput: N items whose agent mostly waits (``sleep WAIT`` in its sandbox, as an LLM agent
    waits on its model, then the scripted self-test build), on one engine with one slot (-n 1)
-   and on two engines with one slot each (-n 2): wall(one) / wall(two). Target >= 1.8.
+   and on two engines with one slot each (-n 2): wall(one) / wall(two). Target >= 1.8. Also
+   the same ratio of the items' own window (progress.log, first line to last), without the
+   session's fixed start and end.
 2. cold / warm: the same N items, task images served by a local registry; cold = absent from the
    engine (each pulled, the next one prefetched while the current item's agent waits), warm =
    already present. wall(cold) / wall(warm). Target <= 1.15.
@@ -12,7 +14,7 @@ and the peak disk of task images with a budget against without.
 
 Runs the second dockerd of tests/engines.py (stopped again at the end) and a docker-registry.
 
-    python benchmarks/bench_fleet.py --n 4 --wait 20
+    python benchmarks/bench_fleet.py --only throughput --n 8 --wait 30
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ import argparse
 import contextlib
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,14 +30,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from conftest import session_command, session_options
-from engines import SecondEngine
+from _support import run_session  # the script's own folder is on sys.path; it puts tests/ there too
+from engines import LOCK, SecondEngine
 from registry import Registry
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import LABEL_RUN, Engine
+from pytest_programbench.errors import EngineUnavailable
 
 WAITING_AGENT = """
 from pytest_programbench.selftest import scripted_agent
@@ -72,18 +71,23 @@ def clone(engine: Engine, root: Path, n: int, org: str = "") -> dict[str, str]:
 
 def session(root: Path, out: Path, *args: str, env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
-    done = subprocess.run(
-        session_command(*session_options(root, out, *args)),
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    said, rows = run_session(root, out, *args, env=env, timeout=3600)
     elapsed = time.perf_counter() - start
-    rows = json.loads((out / "report.json").read_text())["instances"]
-    if any(r["outcome"] != "resolved" for r in rows):
-        raise SystemExit(f"a benchmark session did not resolve everything:\n{done.stdout[-3000:]}")
+    if any(r["outcome"] != "resolved" for r in rows.values()):
+        raise SystemExit(f"a benchmark session did not resolve everything:\n{said[-3000:]}")
     return elapsed
+
+
+def items_window(out: Path) -> int:
+    """Whole seconds from the first item's first line in progress.log to the last item's last:
+    the items' own time, without the session's start (xdist workers, collection) and end."""
+
+    def seconds(line: str) -> int:
+        hours, minutes, secs = (int(part) for part in line.split()[0].split(":"))
+        return hours * 3600 + minutes * 60 + secs
+
+    lines = [line for line in (out / "progress.log").read_text().splitlines() if line.strip()]
+    return (seconds(lines[-1]) - seconds(lines[0])) % 86400 + 1
 
 
 @contextlib.contextmanager
@@ -110,13 +114,20 @@ def peak_of(engine: Engine, refs: list[str]) -> Iterator[list[int]]:
 
 
 def throughput(engine: Engine, base: Path, n: int) -> dict[str, float]:
+    from filelock import FileLock
+
+    with FileLock(LOCK):  # a test module using the second engine stops it when it ends
+        return _throughput(engine, base, n)
+
+
+def _throughput(engine: Engine, base: Path, n: int) -> dict[str, float]:
     second = SecondEngine()
     second.start()
+    image = f"{selftest.image_name()}:{selftest.IMAGE_TAG}"
+    root = base / "tasks-throughput"
+    refs = clone(engine, root, n)
     try:
-        image = f"{selftest.image_name()}:{selftest.IMAGE_TAG}"
         second.load(image)
-        refs = clone(engine, base / "tasks-throughput", n)
-        root = base / "tasks-throughput"
         with Engine(second.host) as other:
             for ref in refs.values():
                 engine.tag(image, ref)
@@ -131,14 +142,23 @@ def throughput(engine: Engine, base: Path, n: int) -> dict[str, float]:
             f"--pb-docker-host={second.host}",
             "--pb-pull=never",
         )
-        with Engine(second.host) as other:
+    finally:  # a failed session (or a second engine gone) leaves no tag behind either
+        for ref in refs.values():
+            engine.remove_image(ref)
+        with contextlib.suppress(EngineUnavailable), Engine(second.host) as other:
             for ref in refs.values():
-                engine.remove_image(ref)
                 other.remove_image(ref)
             other.sweep({LABEL_RUN: None})
-    finally:
         second.stop()
-    return {"one_engine_s": one, "two_engines_s": two, "ratio_one_over_two": one / two}
+    window_one, window_two = items_window(base / "one"), items_window(base / "two")
+    return {
+        "one_engine_s": one,
+        "two_engines_s": two,
+        "ratio_one_over_two": one / two,
+        "items_window_one_engine_s": window_one,
+        "items_window_two_engines_s": window_two,
+        "items_ratio_one_over_two": window_one / window_two,
+    }
 
 
 def registry_runs(engine: Engine, base: Path, n: int) -> dict[str, float]:
@@ -197,16 +217,27 @@ def main() -> None:
     parser.add_argument("--only", choices=["throughput", "registry"], default=None)
     args = parser.parse_args()
     results: dict[str, object] = {"n": args.n, "wait_s": args.wait}
+    verdicts: list[tuple[str, float, str, float]] = []
     with tempfile.TemporaryDirectory(prefix="pb-bench-fleet-") as tmp, Engine() as engine:
         base = Path(tmp)
         for name in ("tasks-throughput", "tasks-registry"):
             (base / name).mkdir()
             (base / name / "conftest.py").write_text(WAITING_AGENT.format(wait=args.wait))
         if args.only in (None, "throughput"):
-            results["throughput"] = throughput(engine, base, args.n)
+            results["throughput"] = measured = throughput(engine, base, args.n)
+            # A speed-up, so at least its target (the one exception to _support.finish's "at most").
+            verdicts.append(("throughput", measured["ratio_one_over_two"], ">=", 1.8))
         if args.only in (None, "registry"):
-            results["registry"] = registry_runs(engine, base, args.n)
+            results["registry"] = measured = registry_runs(engine, base, args.n)
+            verdicts.append(("cold/warm", measured["ratio_cold_over_warm"], "<=", 1.15))
     print(json.dumps(results, indent=2))
+    missed = False
+    for name, ratio, sense, target in verdicts:
+        ok = ratio >= target if sense == ">=" else ratio <= target
+        missed |= not ok
+        print(f"{'PASS' if ok else 'FAIL'} bench_fleet {name}: ratio {ratio:.3f} (target {sense} {target:g})")
+    if missed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import pytest
 # a yaml imported again no longer matches its cached C loader ("could not determine a
 # constructor for the tag None"), which broke in-process sessions after test_resume.
 import yaml  # noqa: F401
-from engines import SecondEngine
+from engines import LOCK, SecondEngine
 from support import BASE_IMAGE
 
 from pytest_programbench import selftest
@@ -54,7 +54,7 @@ def engine_b(selftest_image: str) -> Iterator[SecondEngine]:
     """
     from filelock import FileLock
 
-    with FileLock("/tmp/pb-test-engine-b.lock"):
+    with FileLock(LOCK):
         second = SecondEngine()
         second.start()
         second.load(selftest_image)

@@ -17,6 +17,9 @@ HOST = f"unix://{SOCKET}"
 BRIDGE = "pbtestbr1"
 PIDFILE = Path("/run/pb-test-engine-b.pid")
 LOG = Path("/tmp/pb-test-engine-b.log")
+#: Held by whoever uses the second engine (a test module, a benchmark): each starts, kills and
+#: stops it, so two users at once would pull it from under each other.
+LOCK = "/tmp/pb-test-engine-b.lock"
 
 
 class SecondEngine:

@@ -7,6 +7,7 @@ imports conftest.py or another test module.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import subprocess
@@ -74,27 +75,39 @@ def clone_selftest(engine: Engine, root: Path, names: list[str]) -> tuple[Path, 
 
 
 class CreationWatch:
-    """The images of the containers the engine creates while a ``with`` block runs.
+    """What the engine does while a ``with`` block runs: its events, and the containers it creates.
 
     Read live from the engine's event stream: the engine replays only its last 256
     events and a scoring session emits far more (each exec is three), so asking
-    afterwards loses some. A container of our own, created on exit, marks the end of
-    the block's events, so nothing is cut off and nothing is waited for blindly.
+    afterwards loses some. A container of our own, made and removed on exit, marks the
+    end of the block's events, so nothing is cut off and nothing is waited for blindly.
+    ``filters`` (default: container creations) choose the events kept in ``events``;
+    with ``inspect``, each container is inspected as it is created, while it still exists.
     """
 
-    def __init__(self, engine: Engine, marker_image: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        marker_image: str,
+        *,
+        filters: dict[str, Any] | None = None,
+        inspect: bool = False,
+    ) -> None:
         self.engine = engine
         self.marker_image = marker_image
+        self.filters = filters or {"type": "container", "event": "create"}
+        self.inspect = inspect
+        self.events: list[dict[str, Any]] = []  # raw, in order, the marker's own left out
+        self.inspected: dict[str, dict[str, Any]] = {}  # container id -> docker inspect, with inspect
         self.images: list[str] = []
         self.instances: list[tuple[str, str]] = []  # (instance label, image) of each container
-        self._created: list[tuple[str, str, str]] = []  # (container id, image, instance label)
         self._ids: set[str] = set()
         self._seen = threading.Condition()
 
     def __enter__(self) -> CreationWatch:
         self._start_ns = time.time_ns()
         self._stream = self.engine.client.events(
-            since=self._start_ns // 10**9 - 1, decode=True, filters={"type": "container", "event": "create"}
+            since=self._start_ns // 10**9 - 1, decode=True, filters=self.filters
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -103,12 +116,13 @@ class CreationWatch:
     def _read(self) -> None:
         with contextlib.suppress(Exception):  # the stream ends by being closed under us
             for event in self._stream:
+                container = event.get("Actor", {}).get("ID") or event.get("id", "")
+                if self.inspect and event.get("Action") == "create":
+                    with contextlib.suppress(Exception):  # gone already: missing from inspected
+                        self.inspected[container] = self.engine.client.api.inspect_container(container)
                 with self._seen:
-                    container = event.get("Actor", {}).get("ID") or event.get("id", "")
                     if int(event.get("timeNano", 0)) >= self._start_ns:
-                        attributes = event.get("Actor", {}).get("Attributes", {})
-                        label = attributes.get(LABEL_INSTANCE, "")
-                        self._created.append((container, event.get("from", ""), label))
+                        self.events.append(event)
                     self._ids.add(container)
                     self._seen.notify_all()
 
@@ -120,8 +134,14 @@ class CreationWatch:
         self._stream.close()
         self._reader.join(timeout=10)
         assert seen, "the engine's event stream never showed the marker container"
-        self.images = [image for container, image, _ in self._created if container != marker]
-        self.instances = [(label, image) for container, image, label in self._created if container != marker]
+        self.events = [e for e in self.events if (e.get("Actor", {}).get("ID") or e.get("id")) != marker]
+        created = [e for e in self.events if e.get("Type") == "container" and e.get("Action") == "create"]
+        self.images = [e.get("from", "") for e in created]
+        self.instances = [(self.label(e), e.get("from", "")) for e in created]
+
+    @staticmethod
+    def label(event: dict[str, Any], name: str = LABEL_INSTANCE) -> str:
+        return str(event.get("Actor", {}).get("Attributes", {}).get(name, ""))
 
     def count(self, prefix: str) -> int:
         return sum(image.startswith(prefix) for image in self.images)
@@ -135,6 +155,15 @@ class CreationWatch:
         images = [image for label, image in self.instances if label == instance_id]
         branches = sum(image.startswith("programbench-compiled/") for image in images)
         return {"task": len(images) - branches, "branches": branches}
+
+    def cpus_of(self, instance_id: str) -> list[float | None]:
+        """``docker run --cpus`` of each container labelled with the instance (None: not inspected)."""
+        out: list[float | None] = []
+        for event in self.events:
+            if event.get("Action") == "create" and self.label(event) == instance_id:
+                attrs = self.inspected.get(event.get("Actor", {}).get("ID", ""))
+                out.append(None if attrs is None else attrs["HostConfig"]["NanoCpus"] / 1e9)
+        return out
 
 
 def wait_for(
@@ -240,6 +269,23 @@ def session_options(root: Path, out: Path, *extra: str) -> list[str]:
 def session_command(*args: str) -> list[str]:
     """A whole pytest session in a process of its own, without a cache to share between tests."""
     return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+
+
+def run_session(
+    root: Path, out: Path, *extra: str, env: dict[str, str] | None = None, timeout: float = 900
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """A session of ``session_options(root, out, *extra)`` run in ``root``: its output and its
+    --pb-report rows by instance id."""
+    done = subprocess.run(
+        session_command(*session_options(root, out, *extra)),
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    report = json.loads((out / "report.json").read_text())
+    return done.stdout + done.stderr, {r["instance_id"]: r for r in report["instances"]}
 
 
 # A conftest.py text replacing the scoring fixture, so collection behaviour runs end to end

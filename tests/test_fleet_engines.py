@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from engines import SecondEngine, SshEngine
-from support import CreationWatch, clone_selftest, session_command, session_options, wait_for
+from support import CreationWatch, clone_selftest, run_session, session_command, session_options, wait_for
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import LABEL_RUN, Engine
@@ -60,16 +60,7 @@ def make_tasks(engine: Engine, engine_b: SecondEngine) -> Iterator[Callable[[Pat
 def session(
     root: Path, out: Path, *extra: str, env: dict[str, str] | None = None
 ) -> tuple[str, dict[str, Any]]:
-    done = subprocess.run(
-        session_command(*options(root, out, *extra)),
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    report = json.loads((out / "report.json").read_text())
-    return done.stdout + done.stderr, {r["instance_id"]: r for r in report["instances"]}
+    return run_session(root, out, f"--junitxml={out / 'junit.xml'}", *extra, env=env)
 
 
 def options(root: Path, out: Path, *extra: str) -> list[str]:

@@ -17,11 +17,10 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from registry import Registry
-from support import clone_selftest, session_command, session_options
+from support import CreationWatch, clone_selftest, session_command, session_options
 
 from pytest_programbench import selftest
 from pytest_programbench.containers import LABEL_INSTANCE, LABEL_RUN, Engine
@@ -87,24 +86,22 @@ def published(
             engine.remove_image(ref)
 
 
-class Sampler:
-    """Watches the engine: the most task-image bytes present at once, and pull/destroy events (live,
-    since the engine replays only its last 256 events; a marker container ends the stream)."""
+class Sampler(CreationWatch):
+    """The engine's pulls and container ends (see CreationWatch), and the most task-image bytes
+    present at once, sampled every 0.2 s."""
 
     def __init__(self, engine: Engine, refs: list[str], marker_image: str) -> None:
-        self.engine, self.refs, self.marker_image = engine, refs, marker_image
+        super().__init__(
+            engine, marker_image, filters={"type": ["image", "container"], "event": ["pull", "destroy"]}
+        )
+        self.refs = refs
         self.peak = 0
-        self.events: list[dict[str, Any]] = []
         self._stop = threading.Event()
-        self._seen = threading.Condition()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
 
     def __enter__(self) -> Sampler:
-        self._stream = self.engine.client.events(
-            decode=True, filters={"type": ["image", "container"], "event": ["pull", "destroy"]}
-        )
-        self._threads = [threading.Thread(target=f, daemon=True) for f in (self._sample, self._read)]
-        for thread in self._threads:
-            thread.start()
+        super().__enter__()
+        self._sampler.start()
         return self
 
     def _sample(self) -> None:
@@ -116,22 +113,12 @@ class Sampler:
             self.peak = max(self.peak, present)
             self._stop.wait(0.2)
 
-    def _read(self) -> None:
-        with contextlib.suppress(Exception):  # the stream ends by being closed under us
-            for event in self._stream:
-                with self._seen:
-                    self.events.append(event)
-                    self._seen.notify_all()
-
     def __exit__(self, *exc_info: object) -> None:
-        with self.engine.container(self.marker_image, labels={LABEL_RUN: "test-budget-marker"}) as box:
-            marker = box.id
-        with self._seen:
-            self._seen.wait_for(lambda: any(e.get("id") == marker for e in self.events), timeout=60)
-        self._stop.set()
-        self._stream.close()
-        for thread in self._threads:
-            thread.join(timeout=10)
+        try:
+            super().__exit__(*exc_info)
+        finally:
+            self._stop.set()
+            self._sampler.join(timeout=10)
 
 
 def test_a_budget_of_two_and_a_half_images_scores_all_three_within_it_and_prefetches(
