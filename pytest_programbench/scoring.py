@@ -337,7 +337,7 @@ def _evaluator_class(
             report("scoring: compiling the submission")
             done = super()._compile_executable(env, *args, **kwargs)
             if audit is not None:
-                _look_while_committing(env, audit, self.result.executable_hash)
+                audit.compiled(env.container_id, self.result.executable_hash)
             return done
 
         def _run_step(self, command: str, *args: Any, **kwargs: Any) -> Any:
@@ -360,27 +360,6 @@ def _evaluator_class(
             return super()._copy_file_from_container(*args, **kwargs)
 
     return ObservedEvaluator
-
-
-def _look_while_committing(env: Any, audit: Audit, executable_hash: str | None) -> None:
-    """Start the audit's look at the built workspace; the compile container waits for it.
-
-    Next the evaluator commits the compile container (seconds on a big image) and then stops
-    and removes it. The look only reads the container's files, so it runs beside the commit
-    instead of before it; ``env.cleanup``, the evaluator's one way to stop and remove the
-    container (also on errors), first waits for the look to end.
-    """
-    look = threading.Thread(
-        target=audit.compiled, args=(env.container_id, executable_hash), name="pb-audit-compiled", daemon=True
-    )
-    look.start()
-    cleanup = env.cleanup
-
-    def cleanup_after_look() -> None:
-        look.join()
-        cleanup()
-
-    env.cleanup = cleanup_after_look
 
 
 def outcome_from_eval_json(
