@@ -623,6 +623,17 @@ class Engine:
         kinds = {0: "C", 1: "A", 2: "D"}
         return [(kinds.get(c["Kind"], "?"), c["Path"]) for c in self.client.api.diff(container_id) or []]
 
+    @_reaching
+    def written_files(self, container_id: str, roots: tuple[str, ...]) -> list[tuple[str, str]] | None:
+        """Regular files under ``roots`` the container added or changed: (path in it, path here).
+
+        Read from the container's overlay upper directory, which holds a whole copy of every
+        file the container wrote, so the host path reads what the container would. None
+        where that directory is not readable from here (then ask :meth:`archive`).
+        """
+        local = self._overlay_dirs(container_id)
+        return None if local is None else _upper_files(local[0], roots)
+
     def _overlay_dirs(self, container_id: str) -> tuple[str, list[str]] | None:
         if not self.host.startswith("unix://"):
             return None
@@ -767,6 +778,20 @@ def _overlay_changes(upper: str, lowers: list[str]) -> list[tuple[str, str]]:
             else:
                 existed = any(os.path.lexists(lower + path) for lower in lowers)
                 found.append(("C" if existed else "A", path))
+    return found
+
+
+def _upper_files(upper: str, roots: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Regular files under each root of an overlay upper directory (whiteouts are devices, left out)."""
+    import stat
+
+    found = []
+    for root in roots:
+        for folder, _, names in os.walk(upper + root):  # symlinks to directories are not followed
+            for name in names:
+                full = os.path.join(folder, name)
+                if stat.S_ISREG(os.lstat(full).st_mode):
+                    found.append(("/" + os.path.relpath(full, upper), full))
     return found
 
 

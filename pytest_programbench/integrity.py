@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import posixpath
 import re
 import sys
@@ -82,6 +83,9 @@ SHADOWABLE = (set(sys.stdlib_module_names) - _HARMLESS_NAMES) | {
     "exceptiongroup",
     "tomli",
 }
+
+#: Outside /workspace, where a build may leave files for the test run (only hashes are checked there).
+_TEMP_ROOTS = ("/tmp", "/var/tmp")
 
 # Outside /workspace, honest builds write only temp files and toolchain caches.
 _ALLOWED_PREFIXES = (
@@ -200,6 +204,17 @@ def read_members(fileobj: IO[bytes], *, mode: Literal["r|", "r|gz"], root: str =
                 yield Member(path, "hardlink", link=_relative(info.linkname, root))
             else:
                 yield Member(path, "other")
+
+
+def _file_sha256(path: str) -> str | None:
+    """sha256 of a file on this host, None above HASH_LIMIT (as in read_members)."""
+    if os.path.getsize(path) > HASH_LIMIT:
+        return None
+    hasher = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
 
 
 def scan_members(members: Iterable[Member], clean_hashes: Iterable[str], *, where: str) -> list[Finding]:
@@ -403,10 +418,31 @@ class Audit:
             self._guard("compile process list", exc)
 
     def compiled(self, container_id: str, executable_hash: str | None) -> None:
-        """After the build: the executable's hash and every file the build left in the workspace."""
+        """After the build: the executable's hash and every file the build left in the workspace.
+
+        Outside the workspace only hashes matter, and only of files the build wrote: on a
+        local engine those are read from the container's upper directory, which spares two
+        archive reads (each mounts the container's filesystem and holds the container).
+        """
         if executable_hash and executable_hash.lower() in self.clean_hashes:
             self._add([Finding("reference_binary", "executable", f"sha256 {executable_hash}; built")])
-        for root in (WORKSPACE, "/tmp", "/var/tmp"):
+        roots = [WORKSPACE, *_TEMP_ROOTS]
+        try:
+            written = self.engine.written_files(container_id, _TEMP_ROOTS)
+        except Exception as exc:
+            self._guard("listing the temp dirs", exc)
+            written = None
+        if written is not None:
+            roots = [WORKSPACE]
+            for path, host_path in written:
+                try:
+                    digest = _file_sha256(host_path)
+                except OSError as exc:
+                    self._guard(f"hashing {path}", exc)
+                    continue
+                if digest in self.clean_hashes:
+                    self._add([Finding("reference_binary", path, f"sha256 {digest}; compiled")])
+        for root in roots:
             try:
                 with self.engine.archive(container_id, root) as stream:
                     members = read_members(stream, mode="r|", root=root)

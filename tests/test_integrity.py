@@ -85,7 +85,9 @@ def attack_submission(kind: str, dest: Path, reference: bytes) -> Path:
         files = {
             "compile.sh": (
                 0o755,
-                b"#!/bin/sh\nset -e\ngunzip -c vendor/tool.gz > executable\nchmod +x executable\n",
+                # and a copy left in /tmp, outside the workspace, where the test run could reach it
+                b"#!/bin/sh\nset -e\ngunzip -c vendor/tool.gz > executable\nchmod +x executable\n"
+                b"mkdir -p /tmp/stash && cp executable /tmp/stash/tool\n",
             ),
             "vendor/tool.gz": (0o644, gzip.compress(reference, mtime=0)),
         }
@@ -98,7 +100,7 @@ ATTACKS = ["config_hook", "profile_hook", "gzipped_reference"]
 EXPECTED_FINDINGS = {
     "config_hook": {("test_config", "pytest.ini"), ("test_config", "conftest.py")},
     "profile_hook": {("outside_workspace", "/etc/profile.d/zz-results.sh"), ("junit_mismatch", "branch *")},
-    "gzipped_reference": {("reference_binary", "executable")},
+    "gzipped_reference": {("reference_binary", "executable"), ("reference_binary", "/tmp/stash/tool")},
 }
 
 
