@@ -28,11 +28,12 @@ BURN_SECONDS = 0.3
 #: A test fails when its best of three burns takes longer than this many times BURN_SECONDS.
 #: At -n = 2x cores the share rule gives a test half a core (one pytest worker per container,
 #: one CPU each, twice as many containers as cores); unshared, 1 / (2 x min(10, cores)) of one
-#: (min(10, cores) workers in each). 8 leaves the shared case room for a busy machine (this
-#: suite runs beside other tests: at 3.5 a CI run lost a point at -n 4 with the rule in place),
-#: and the unshared case loses points from 5 cores up (10x). On fewer cores the scores cannot
-#: tell the two apart, and the CPUs each container got (asserted below) are what can fail.
-SLOWDOWN_ALLOWED = 8
+#: (min(10, cores) workers in each). 12 leaves the shared case room for a busy machine (this
+#: suite runs beside other tests: at 3.5, CI runs lost 1 to 4 points of 6 at -n 4 with the
+#: rule in place), and the unshared case loses points from 7 cores up (14x). On fewer cores
+#: the scores cannot tell the two apart, and the CPUs each container got (asserted below) are
+#: what fails when the rule is broken.
+SLOWDOWN_ALLOWED = 12
 
 BURN = '''"""The work of one time-sensitive hidden test: a fixed number of interpreter steps."""
 import time
