@@ -382,7 +382,7 @@ def pb_outcome(
     scored and merged in; ``--pb-force`` scores everything again. Scoring asks for
     ``pb_submission``, ``pb_image``, ``pb_hidden_tests`` and ``pb_scoring_cpus``.
     """
-    from pytest_programbench import resume
+    from pytest_programbench import files, resume
     from pytest_programbench.images import check_pinned
     from pytest_programbench.integrity import Audit
     from pytest_programbench.scoring import eval_json_path, score_submission, summarise_existing
@@ -394,16 +394,16 @@ def pb_outcome(
     plan = resume.plan(pb_instance, pb_instance_dir, source, pb_task, force=pb_settings.force)
     eval_json = eval_json_path(pb_instance_dir, pb_instance.instance_id)
     if plan.action == resume.REUSE:
-        vouched = resume.sha256(eval_json)
+        vouched = files.sha256(eval_json)
         outcome = resume.reused(summarise_existing(pb_instance, eval_json, task=pb_task), plan.previous)
         outcome = replace(outcome, rescore_reason=plan.reason)  # "": ours; else an official eval.json
-        if plan.reason != resume.OFFICIAL and resume.sha256(eval_json) != vouched:
+        if plan.reason != resume.OFFICIAL and files.sha256(eval_json) != vouched:
             resume.mark_scored(pb_instance_dir, outcome, source)  # the summary rewrote eval.json
         progress(f"reused: score {outcome.score:.2f} from {pb_instance_dir}", milestone=True)
         return _counted(outcome, pb_settings)
     image_id: str = request.getfixturevalue("pb_image_id")  # pinned before the agent starts
     submission = Submission.of(request.getfixturevalue("pb_submission"))
-    if plan.action == resume.PART and resume.sha256(submission.path) != plan.submission_sha256:
+    if plan.action == resume.PART and files.sha256(submission.path) != plan.submission_sha256:
         plan = resume.Plan(resume.FULL, "the submission changed")  # e.g. an agent ran again
     if plan.action == resume.PART:
         progress(f"re-scoring branches {', '.join(plan.branches)}", milestone=True)

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
+from pytest_programbench import files
+
 if TYPE_CHECKING:
     from pytest_programbench.containers import Engine
 
@@ -90,8 +92,7 @@ _TEMP_ROOTS = ("/tmp", "/var/tmp")
 # Outside /workspace, honest builds write only temp files and toolchain caches.
 _ALLOWED_PREFIXES = (
     WORKSPACE,
-    "/tmp",
-    "/var/tmp",
+    *_TEMP_ROOTS,
     "/var/cache",
     _STASH,
     # programbench blackholes DNS around compile.sh by rewriting resolv.conf, keeping a backup.
@@ -204,17 +205,6 @@ def read_members(fileobj: IO[bytes], *, mode: Literal["r|", "r|gz"], root: str =
                 yield Member(path, "hardlink", link=_relative(info.linkname, root))
             else:
                 yield Member(path, "other")
-
-
-def _file_sha256(path: str) -> str | None:
-    """sha256 of a file on this host, None above HASH_LIMIT (as in read_members)."""
-    if os.path.getsize(path) > HASH_LIMIT:
-        return None
-    hasher = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            hasher.update(block)
-    return hasher.hexdigest()
 
 
 def scan_members(members: Iterable[Member], clean_hashes: Iterable[str], *, where: str) -> list[Finding]:
@@ -435,8 +425,9 @@ class Audit:
         if written is not None:
             roots = [WORKSPACE]
             for path, host_path in written:
-                try:
-                    digest = _file_sha256(host_path)
+                try:  # files above HASH_LIMIT are not hashed, as in read_members
+                    size = os.path.getsize(host_path)
+                    digest = files.sha256(Path(host_path)) if size <= HASH_LIMIT else None
                 except OSError as exc:
                     self._guard(f"hashing {path}", exc)
                     continue

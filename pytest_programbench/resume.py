@@ -18,7 +18,6 @@ half-way leaves at most ``*.partial`` files and no marker for the unfinished ste
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -45,14 +44,6 @@ class Plan:
     previous: dict[str, Any] = field(default_factory=dict)  # the marker's outcome
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
@@ -65,7 +56,7 @@ def mark_agent_done(instance_dir: Path, run: AgentRun) -> None:
     files.write_text(
         instance_dir / AGENT_MARKER,
         json.dumps(
-            {"agent": asdict(run), "submission_sha256": sha256(instance_dir / ARCHIVE_NAME)}, indent=2
+            {"agent": asdict(run), "submission_sha256": files.sha256(instance_dir / ARCHIVE_NAME)}, indent=2
         ),
         durable=True,
     )
@@ -75,7 +66,7 @@ def finished_agent(instance_dir: Path) -> AgentRun | None:
     """The agent run whose packed submission is still in place, if any."""
     data = _read(instance_dir / AGENT_MARKER)
     archive = instance_dir / ARCHIVE_NAME
-    if data is None or not archive.is_file() or data.get("submission_sha256") != sha256(archive):
+    if data is None or not archive.is_file() or data.get("submission_sha256") != files.sha256(archive):
         return None
     try:
         return AgentRun(**data["agent"])
@@ -94,9 +85,9 @@ def mark_scored(instance_dir: Path, outcome: Outcome, source: Path | None) -> No
             {
                 "outcome": outcome.to_dict(),
                 # None: an official run directory scored without its archive beside it.
-                "submission_sha256": sha256(archive) if archive.is_file() else None,
-                "source_sha256": sha256(source) if source is not None else None,
-                "eval_sha256": sha256(eval_json_path(instance_dir, outcome.instance_id)),
+                "submission_sha256": files.sha256(archive) if archive.is_file() else None,
+                "source_sha256": files.sha256(source) if source is not None else None,
+                "eval_sha256": files.sha256(eval_json_path(instance_dir, outcome.instance_id)),
             },
             indent=2,
         ),
@@ -119,16 +110,17 @@ def plan(
     if data is None:
         return _plan_official(eval_json, task)
     archive = instance_dir / ARCHIVE_NAME
-    submission = sha256(archive) if archive.is_file() else ""
+    submission = files.sha256(archive) if archive.is_file() else ""
     # Replay: the archive to score may have changed since it was copied here.
     moved = source is not None and source.resolve() != archive.resolve()
+    recorded_source = data.get("source_sha256")
     if submission != data.get("submission_sha256") or (
-        moved and (source is None or not source.is_file() or sha256(source) != data.get("source_sha256"))
+        moved and (source is None or not source.is_file() or files.sha256(source) != recorded_source)
     ):
         return Plan(FULL, "the submission changed")
     if "eval_sha256" not in data:
         return Plan(FULL, "its marker predates eval.json checksums")
-    if sha256(eval_json) != data["eval_sha256"]:
+    if files.sha256(eval_json) != data["eval_sha256"]:
         return Plan(FULL, "its eval.json changed after it was scored")
     read = _read_existing(eval_json, task)
     if read is None:
@@ -193,7 +185,7 @@ def earlier_verdict(instance: Instance, instance_dir: Path) -> tuple[Outcome, st
     data = _read(instance_dir / DONE_MARKER)
     if data is not None:
         recorded = data.get("outcome")
-        if not isinstance(recorded, dict) or data.get("eval_sha256") != sha256(eval_json):
+        if not isinstance(recorded, dict) or data.get("eval_sha256") != files.sha256(eval_json):
             return None
         names = {f.name for f in fields(Outcome)} - {"agent"}
         values = {k: v for k, v in recorded.items() if k in names}

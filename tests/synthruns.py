@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_programbench import resume
+from pytest_programbench import files, resume
 
 KINDS = ("passed", "failure", "error", "skipped")
 
@@ -131,9 +131,9 @@ def make_run(root: Path, ids: list[str], seed: int) -> Run:
                 "agent_cost": round(0.05 * (1 + k % 20), 2),
                 "eval_seconds": 30.0 + k % 13,
             },
-            "submission_sha256": resume.sha256(instance_dir / "submission.tar.gz"),
-            "source_sha256": resume.sha256(source),
-            "eval_sha256": resume.sha256(eval_json),
+            "submission_sha256": files.sha256(instance_dir / "submission.tar.gz"),
+            "source_sha256": files.sha256(source),
+            "eval_sha256": files.sha256(eval_json),
         }
         (instance_dir / resume.DONE_MARKER).write_text(json.dumps(marker))
     return Run(subs, out, ids)

@@ -6,7 +6,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from pytest_programbench import resume
+from pytest_programbench import files, resume
 from pytest_programbench.model import AgentRun, Outcome
 from pytest_programbench.submissions import ARCHIVE_NAME
 
@@ -133,7 +133,7 @@ def test_a_missing_branch_is_rescored_alone(tmp_path: Path) -> None:
     d = scored_dir(tmp_path, eval_json(["b1"], [("b1", "t1", "passed"), ("b1", "t2", "passed")]))
     p = plan(d)
     assert (p.action, p.branches) == (resume.PART, ("b2",))
-    assert p.submission_sha256 == resume.sha256(d / ARCHIVE_NAME)
+    assert p.submission_sha256 == files.sha256(d / ARCHIVE_NAME)
 
 
 def test_a_branch_error_or_a_missing_result_rescores_that_branch(tmp_path: Path) -> None:
