@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_programbench import files, resume
+from pytest_programbench import detail, files, resume
 
 KINDS = ("passed", "failure", "error", "skipped")
 
@@ -137,3 +137,27 @@ def make_run(root: Path, ids: list[str], seed: int) -> Run:
         }
         (instance_dir / resume.DONE_MARKER).write_text(json.dumps(marker))
     return Run(subs, out, ids)
+
+
+# -- the truth a generated run's readers are checked against -----------------------------------
+
+
+def official_map(eval_json: Path, iid: str) -> dict[str, bool]:
+    from programbench.submission import test_results_map
+
+    return test_results_map(eval_json, load_task(iid))
+
+
+def kinds_in_eval_json(eval_json: Path, iid: str) -> dict[str, str]:
+    """``branch/name`` -> our kind, from the eval.json filtered as programbench info filters it."""
+    from programbench.eval.eval import EvaluationResult
+    from programbench.utils.load_data import get_active_branches, get_ignored_tests
+
+    task = load_task(iid)
+    result = EvaluationResult.model_validate_json(eval_json.read_text())
+    result = result.for_branches(get_active_branches(task)).without_ignored(get_ignored_tests(task))
+    return {t.full_name: detail.KIND_OF[t.status] for t in result.test_results}
+
+
+def kinds_in_detail(hidden: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {f"{b}/{t}": k for b, d in hidden.items() for k in detail.NOT_PASSED for t in d.get(k, ())}

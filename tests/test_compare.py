@@ -15,8 +15,6 @@ import pytest
 import synthruns
 from junitparser import JUnitXml
 
-from pytest_programbench import compare
-
 
 def session(
     pytester: pytest.Pytester, run: synthruns.Run, name: str, *args: str
@@ -157,30 +155,3 @@ def test_bad_compare_options_are_one_line_usage_errors(
         result = pytester.runpytest_subprocess(f"--pb-submissions={a.subs}", "--pb-pull=never", *args)
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines([line])
-
-
-def test_bootstrap_is_seeded_and_brackets_the_mean() -> None:
-    deltas = [0.1, -0.05, 0.2, 0.0, 0.3, -0.1, 0.05]
-    ci = compare.bootstrap_ci(deltas)
-    assert ci is not None and ci == compare.bootstrap_ci(deltas)
-    assert ci[0] < statistics.mean(deltas) < ci[1]
-    assert compare.bootstrap_ci([]) is None
-    assert compare.bootstrap_ci([0.2] * 5) == (pytest.approx(0.2), pytest.approx(0.2))
-
-
-def test_a_run_directory_with_attempts_counts_their_mean(
-    runs: tuple[synthruns.Run, synthruns.Run], tmp_path: Path
-) -> None:
-    import shutil
-
-    from programbench.submission import score_instance
-
-    a, b = runs
-    iid = b.ids[0]  # in both runs
-    for k, run in ((1, a), (2, b)):
-        shutil.copytree(run.out / iid, tmp_path / f"attempt-{k}" / iid)
-    baseline = compare.load(tmp_path)
-    official = [score_instance(r.out / iid / f"{iid}.eval.json", synthruns.load_task(iid)) for r in (a, b)]
-    assert list(baseline.entries) == [iid]
-    assert baseline.entries[iid].score == pytest.approx(statistics.mean(official))
-    assert baseline.entries[iid].not_passed == frozenset(failing(a, iid, 1))

@@ -24,33 +24,12 @@ from pytest_programbench.containers import Engine
 BIG = "johnkerl__miller.8d85b46"
 
 
-def official_map(eval_json: Path, iid: str) -> dict[str, bool]:
-    from programbench.submission import test_results_map
-
-    return test_results_map(eval_json, synthruns.load_task(iid))
-
-
-def kinds_in_eval_json(eval_json: Path, iid: str) -> dict[str, str]:
-    """``branch/name`` -> our kind, from the eval.json filtered as programbench info filters it."""
-    from programbench.eval.eval import EvaluationResult
-    from programbench.utils.load_data import get_active_branches, get_ignored_tests
-
-    task = synthruns.load_task(iid)
-    result = EvaluationResult.model_validate_json(eval_json.read_text())
-    result = result.for_branches(get_active_branches(task)).without_ignored(get_ignored_tests(task))
-    return {t.full_name: detail.KIND_OF[t.status] for t in result.test_results}
-
-
-def kinds_in_detail(hidden: dict[str, dict[str, Any]]) -> dict[str, str]:
-    return {f"{b}/{t}": k for b, d in hidden.items() for k in detail.NOT_PASSED for t in d.get(k, ())}
-
-
 def check_row(row: dict[str, Any], eval_json: Path) -> None:
     iid = row["instance_id"]
-    truth = kinds_in_eval_json(eval_json, iid)
-    assert official_map(eval_json, iid) == {name: kind == "passed" for name, kind in truth.items()}
+    truth = synthruns.kinds_in_eval_json(eval_json, iid)
+    assert synthruns.official_map(eval_json, iid) == {name: kind == "passed" for name, kind in truth.items()}
     hidden = row["hidden_tests"]
-    assert kinds_in_detail(hidden) == {n: k for n, k in truth.items() if k != "passed"}
+    assert synthruns.kinds_in_detail(hidden) == {n: k for n, k in truth.items() if k != "passed"}
     per_branch = Counter((n.split("/", 1)[0], k) for n, k in truth.items())
     for branch, d in hidden.items():
         assert d["counts"] == {k: per_branch[(branch, k)] for k in detail.KINDS}
@@ -74,7 +53,7 @@ def check_junit(path: Path, rows: dict[str, dict[str, Any]]) -> None:
                 if isinstance(r, Skipped):
                     kind = "not_run" if r.type == "not_run" else "skipped"
             got[f"{branch}/{case.name}"] = kind
-        assert got == kinds_in_eval_json(Path(row["eval_json"]), iid)
+        assert got == synthruns.kinds_in_eval_json(Path(row["eval_json"]), iid)
         assert suites[iid].tests == len(got)
 
 
@@ -129,40 +108,6 @@ def test_rows_message_and_junit_equal_the_eval_json_at_real_size(
         listed = ", ".join(f"{t} ({k.replace('_', ' ')})" for k, t in names[:3])
         more = f" and {len(names) - 3} more" if len(names) > 3 else ""
         assert f"did not pass: {first}: {listed}{more}" in messages[iid]
-
-
-def test_describe_lists_the_first_few_by_branch() -> None:
-    hidden = {
-        "b1": {"counts": {}, "failed": ["t1", "t2"], "not_run": ["t3", "t4", "t5"]},
-        "b2": {"counts": {}, "error": ["e1"]},
-        "b3": {"counts": {}},
-        "b4": {"counts": {}, "skipped": ["s1"]},
-        "b5": {"counts": {}, "failed": ["f1"]},
-    }
-    assert detail.describe(hidden) == (
-        "b1: t1 (failed), t2 (failed), t3 (not run) and 2 more; b2: e1 (error); b4: s1 (skipped); "
-        "and 1 more branch(es)"
-    )
-
-
-def test_detail_follows_ignored_tests_and_branches_like_programbench_info(tmp_path: Path) -> None:
-    # A task with ignored tests: they are in eval.json but must not be counted or listed.
-    iid = next(
-        i
-        for i in synthruns.task_ids()
-        if any(b.get("ignored_tests") for b in synthruns.load_task(i)["branches"].values())
-    )
-    path = tmp_path / f"{iid}.eval.json"
-    data = synthruns.eval_result(iid, seed=3)
-    data["test_results"].append({"name": "stray", "branch": "not-a-branch", "status": "failure", "extra": {}})
-    data["test_branches"] = [*data["test_branches"], "not-a-branch"]  # scoped: the stray one drops
-    path.write_text(json.dumps(data))
-    hidden = detail.for_instance(path, synthruns.load_task(iid))
-    assert hidden is not None
-    truth = kinds_in_eval_json(path, iid)
-    assert kinds_in_detail(hidden) == {n: k for n, k in truth.items() if k != "passed"}
-    assert sum(detail.totals(hidden).values()) == len(official_map(path, iid))
-    assert detail.for_instance(tmp_path / "missing.eval.json", synthruns.load_task(iid)) is None
 
 
 def test_selftest_partial_submission_detail_on_the_engine(
