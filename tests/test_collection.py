@@ -7,6 +7,9 @@ from support import FAKE_OUTCOME
 
 from pytest_programbench.tasks import default_tasks_dir
 
+#: pytest's own surface (collection, reports, xdist): tox's py-pytestmin runs these on pytest 8.0.
+pytestmark = pytest.mark.pytest_surface
+
 
 def collected(result: pytest.RunResult) -> list[str]:
     return [line for line in result.outlines if line.startswith("programbench::")]

@@ -36,6 +36,7 @@ def embedded(report: Path) -> dict[str, Any]:
     return dict(json.loads(html.unescape(blob.group(1))))
 
 
+@pytest.mark.pytest_surface
 def test_html_report_has_programbench_columns_and_links(
     pytester: pytest.Pytester, selftest_image: str
 ) -> None:

@@ -100,6 +100,7 @@ def properties(element: Any) -> dict[str, str]:
     }
 
 
+@pytest.mark.pytest_surface
 @pytest.mark.parametrize("processes", [["-p", "no:xdist"], ["-n", "2"]], ids=["n0", "n2"])
 def test_reports_of_an_agent_run(
     pytester: pytest.Pytester, clones: dict[str, Any], engine: Engine, processes: list[str]
@@ -180,6 +181,7 @@ def test_reports_of_an_agent_run(
     assert engine.labelled({LABEL_RUN: document["run_id"]}) == []
 
 
+@pytest.mark.pytest_surface
 def test_replay_reports_and_attempts(pytester: pytest.Pytester, clones: dict[str, Any]) -> None:
     ids = clones["ids"]
     runs = pytester.path / "runs"
@@ -284,6 +286,7 @@ def test_an_interrupted_run_resumes_without_redoing_finished_work(
     }
 
 
+@pytest.mark.pytest_surface
 def test_a_killed_worker_loses_nothing_and_leaks_nothing(
     pytester: pytest.Pytester, clones: dict[str, Any], engine: Engine
 ) -> None:
@@ -382,6 +385,7 @@ def test_a_changed_submission_is_scored_again(pytester: pytest.Pytester, clones:
     assert rows_of(pytester.path / "out")[ids["half"]]["reused"] is False
 
 
+@pytest.mark.pytest_surface
 def test_last_failed_reruns_exactly_the_failures_and_errors(
     pytester: pytest.Pytester, clones: dict[str, Any]
 ) -> None:

@@ -128,6 +128,7 @@ def test_every_submission_kind_scores_like_programbench_eval(
             assert (pytester.path / "out" / iid / "submission.tar.gz").is_file()
 
 
+@pytest.mark.pytest_surface
 def test_single_process_gives_the_same_results(pytester: pytest.Pytester, spread: Spread) -> None:
     _, parallel = run_session(pytester, spread, "-n", "2")
     # Same run directory: --pb-force, or the second session would reuse the first one's verdicts.
