@@ -46,6 +46,7 @@ from pytest_programbench.errors import AgentUnavailable, NoAgent
 from pytest_programbench.model import AgentRun, Instance
 from pytest_programbench.sandbox import AgentReportWarning, AgentTimedOut, Sandbox, SandboxHandle, json_safe
 from pytest_programbench.settings import Settings
+from pytest_programbench.text import printable
 
 # How long a timed-out in-thread agent gets to notice (its next sandbox call raises) and finish.
 EXPIRE_GRACE_SECONDS = 10.0
@@ -235,7 +236,7 @@ def _run_in_process(
                 if sandbox.progress is not None:
                     sandbox.progress(str(payload))
             elif kind == "warning":
-                warnings.warn(AgentReportWarning(str(payload)), stacklevel=1)
+                warnings.warn(AgentReportWarning(printable(payload)), stacklevel=1)
             elif kind == "error":
                 error, finished = AgentRaised(*payload), True
             elif kind == "done":

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import socket
+import struct
 import tarfile
 import threading
 import time
@@ -53,6 +54,17 @@ class ExecResult:
     output: str
     timed_out: bool = False
     cut_bytes: int = 0  # output dropped from the middle (see OUTPUT_HEAD_BYTES)
+
+
+@dataclass(frozen=True)
+class RawResult:
+    """What :meth:`Engine.exec_raw` saw: the exit code, stdout as bytes, the start of stderr."""
+
+    returncode: int
+    stdout: bytes
+    stderr: str
+    timed_out: bool = False
+    overflowed: bool = False  # stdout passed its limit, so the command was killed
 
 
 class BoundedOutput:
@@ -538,6 +550,82 @@ class Engine:
         )
 
     @_reaching
+    def exec_raw(
+        self,
+        container: Container,
+        argv: list[str],
+        *,
+        user: str,
+        max_stdout: int,
+        timeout: float,
+        stdin: bytes | None = None,
+        ready: bytes = b"",
+        env: Mapping[str, str] | None = None,
+    ) -> RawResult:
+        """Run ``argv`` (no shell of ours) as ``user``; stdout as bytes, at most ``max_stdout`` of it.
+
+        With ``stdin``, the bytes are sent once the command has printed ``ready`` on stdout
+        (left out of the result): a command that fails before it reads gets its error out
+        instead of the engine resetting the connection under a half-sent payload. Past
+        ``max_stdout`` or ``timeout`` every process the command started is killed (as
+        ``user``, like :meth:`exec`) and the result says which limit it hit.
+        """
+        marker = uuid.uuid4().hex
+        api = self._stream_api()
+        exec_id = api.exec_create(
+            container.id,
+            argv,
+            user=user,
+            workdir="/",
+            stdin=stdin is not None,
+            environment={**(env or {}), EXEC_MARKER: marker},
+        )["Id"]
+        opened = api.exec_start(exec_id, socket=True)
+        sock: socket.socket = getattr(opened, "_sock", opened)  # a unix socket comes as SocketIO
+        out, err = bytearray(), bytearray()
+        overflowed = threading.Event()
+        waiting = stdin is not None
+
+        def pump() -> None:
+            nonlocal waiting
+            for stream, data in _frames(sock):
+                if stream == 2:
+                    err.extend(data[: STDERR_KEPT_BYTES - len(err)])
+                    continue
+                out.extend(data)
+                if waiting and out.startswith(ready):
+                    del out[: len(ready)]
+                    waiting = False
+                    with contextlib.suppress(OSError):  # it died reading: its stderr says why
+                        sock.sendall(stdin or b"")
+                if len(out) > max_stdout:
+                    overflowed.set()
+                    return
+
+        reader = threading.Thread(target=pump, name=f"pb-exec-raw-{marker[:8]}", daemon=True)
+        try:
+            reader.start()
+            reader.join(timeout)
+            timed_out = reader.is_alive()
+        finally:
+            # Closed before anything else is asked of the engine: until then its copy of the
+            # command's output waits on us, and it answers nothing else about the container.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        if timed_out or overflowed.is_set():
+            self.kill_marked(container, marker, user=user)
+        reader.join(KILL_GRACE_SECONDS)
+        code = api.exec_inspect(exec_id).get("ExitCode")
+        return RawResult(
+            returncode=-9 if code is None else int(code),
+            stdout=bytes(out[:max_stdout]),
+            stderr=bytes(err).decode(errors="replace"),
+            timed_out=timed_out,
+            overflowed=overflowed.is_set(),
+        )
+
+    @_reaching
     def kill_marked(self, container: Container, marker: str, *, user: str = "") -> None:
         """SIGKILL every process in the container whose environment carries ``marker``.
 
@@ -556,21 +644,6 @@ class Engine:
         # whole container later, so a failed sweep here must not fail the agent's exec.
         with contextlib.suppress(DockerException):
             container.exec_run(["sh", "-c", script], user=user)
-
-    @_reaching
-    def put_file(self, container: Container, path: str, data: bytes, *, mode: int, owner: int) -> None:
-        """Write one file into the container through the archive API (no shell, no host path)."""
-        directory, _, name = path.rpartition("/")
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as archive:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = mode
-            info.uid = info.gid = owner
-            info.mtime = int(time.time())
-            archive.addfile(info, io.BytesIO(data))
-        if not container.put_archive(directory or "/", buffer.getvalue()):
-            raise OSError(f"writing {path} into container {container.short_id} failed")
 
     @_reaching
     def copy_out(self, container: Container, path: str, dest: Path) -> None:
@@ -601,7 +674,11 @@ class Engine:
 
     @_reaching
     def read_file(self, container: Container, path: str) -> bytes:
-        """The bytes of one regular file in the container (through the archive API, no shell)."""
+        """The bytes of one regular file in the container (through the archive API, no shell).
+
+        The engine reads as root: for the harness (a kept container, an image's binary), never
+        on an agent's behalf; agents read as their own user through ``Sandbox.read_file``.
+        """
         buffer = io.BytesIO()
         self._copy_file(container, path, buffer)
         return buffer.getvalue()
@@ -793,6 +870,38 @@ def _upper_files(upper: str, roots: tuple[str, ...]) -> list[tuple[str, str]]:
                 if stat.S_ISREG(os.lstat(full).st_mode):
                     found.append(("/" + os.path.relpath(full, upper), full))
     return found
+
+
+#: Stderr kept by :meth:`Engine.exec_raw`: enough for an error message.
+STDERR_KEPT_BYTES = 1 << 16
+
+
+def _frames(sock: socket.socket) -> Iterator[tuple[int, bytes]]:
+    """(stream, bytes) frames of an exec attached without a tty, until the engine closes it."""
+    while True:
+        header = _read_exactly(sock, 8)
+        if len(header) < 8:
+            return
+        stream, size = struct.unpack(">BxxxL", header)
+        payload = _read_exactly(sock, size)
+        if payload:
+            yield stream, payload
+        if len(payload) < size:
+            return
+
+
+def _read_exactly(sock: socket.socket, n: int) -> bytes:
+    """``n`` bytes, or fewer when the connection ends (closed, reset or shut down) first."""
+    data = bytearray()
+    while len(data) < n:
+        try:
+            chunk = sock.recv(min(n - len(data), 1 << 20))
+        except OSError:
+            break
+        if not chunk:
+            break
+        data.extend(chunk)
+    return bytes(data)
 
 
 class ChunkReader(io.RawIOBase):

@@ -80,6 +80,14 @@ def summarise(data: dict[str, Any], task: dict[str, Any]) -> dict[str, dict[str,
         branch["counts"][kind] += 1
         if kind != "passed":
             branch.setdefault(kind, []).append(t["name"])
+    # In tests.json's order, not results.xml's: under `pytest -n auto` with two or more
+    # workers the XML lists tests as they finish, so the same run would read differently.
+    for name, branch in out.items():
+        listed = ((task.get("branches") or {}).get(name) or {}).get("tests") or []
+        rank = {test: i for i, test in enumerate(listed)}
+        for kind in NOT_PASSED:
+            if kind in branch:
+                branch[kind].sort(key=lambda test: (rank.get(test, len(rank)), test))
     return dict(sorted(out.items()))
 
 

@@ -29,6 +29,7 @@ from pytest_programbench.keys import RUN_DIR_KEY, RUN_ID_KEY, SETTINGS_KEY, SHAR
 from pytest_programbench.model import AgentRun, Instance, Outcome, Submission
 from pytest_programbench.settings import Settings
 from pytest_programbench.submissions import ARCHIVE_NAME, submission_path
+from pytest_programbench.text import printable
 
 if TYPE_CHECKING:
     from pytest_programbench.fleet import Fleet
@@ -247,7 +248,8 @@ def pb_agent_run(
     save_trajectory(pb_sandbox, pb_instance_dir / f"{pb_instance.instance_id}.traj.json")
     packed = pb_sandbox.pack(pb_instance_dir / ARCHIVE_NAME, max_bytes=pb_settings.max_submission)
     if packed.skipped:
-        listed = ", ".join(packed.skipped[:10]) + (" ..." if len(packed.skipped) > 10 else "")
+        # Names the agent chose: pytest prints a warning's text as it is.
+        listed = printable(", ".join(packed.skipped[:10]) + (" ..." if len(packed.skipped) > 10 else ""))
         pb_progress(f"left {len(packed.skipped)} special file(s) out of the submission: {listed}")
         warnings.warn(
             SubmissionWarning(

@@ -97,6 +97,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def instance(pb_instance: Instance, pb_outcome: Any, request: pytest.FixtureRequest) -> None:
     """One ProgramBench instance: passes when its hidden-test score reaches the threshold."""
     from pytest_programbench import detail
+    from pytest_programbench.text import printable
 
     threshold = request.config.stash[SETTINGS_KEY].threshold
     hidden = detail.of_item(request, pb_instance)
@@ -104,4 +105,4 @@ def instance(pb_instance: Instance, pb_outcome: Any, request: pytest.FixtureRequ
         reason = pb_outcome.failure_reason(threshold) + detail.suffix(
             hidden, getattr(pb_outcome, "error_code", None)
         )
-        pytest.fail(reason, pytrace=False)
+        pytest.fail(printable(reason), pytrace=False)

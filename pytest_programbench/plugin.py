@@ -366,8 +366,10 @@ def _shorten_harness_error(item: pytest.Item, report: pytest.TestReport, call: p
     if not report.failed or call.excinfo is None or item.config.option.tbstyle in ("long", "native"):
         return
     if call.excinfo.errisinstance(ProgramBenchError):
+        from pytest_programbench.text import printable_repr
+
         # "value": the exception's text alone, as pytest shows pytest.fail(..., pytrace=False).
-        report.longrepr = call.excinfo.getrepr(style="value")
+        report.longrepr = printable_repr(call.excinfo.getrepr(style="value"))
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:

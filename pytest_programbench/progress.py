@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_programbench.text import printable
+
 if TYPE_CHECKING:
     from pytest_programbench.results import Tally
 
@@ -48,7 +50,7 @@ def announcer(config: pytest.Config, *, every: float = 2.0, verbosity: int = 0) 
         with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
             # Start on a fresh line instead of after the item's progress letters.
             terminal.ensure_newline()
-            terminal.write_line(f"programbench: {line}")
+            terminal.write_line(printable(f"programbench: {line}"))
             terminal.flush()
 
     return announce
@@ -75,6 +77,7 @@ class ItemProgress:
     def __call__(self, phase: str, *, milestone: bool = False) -> None:
         """Record ``phase``; the terminal (-v) shows at most one line per 10 s per item, milestones always."""
         elapsed = time.monotonic() - self.started
+        phase = printable(phase)  # one line each, also for `tail -f progress.log` on a terminal
         line = f"{time.strftime('%H:%M:%S')} {self.worker:<6} {self.label} +{elapsed:.0f}s {phase}\n"
         with contextlib.suppress(OSError):  # progress must never break a run
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

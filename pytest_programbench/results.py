@@ -67,7 +67,10 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
     if report.when == "call" and isinstance(outcome, Outcome):
         data = row_of(outcome, item.config.stash[SETTINGS_KEY].threshold, inst)
         if outcome.findings:
-            report.sections.append(("ProgramBench integrity", data["integrity"].replace("; ", "\n")))
+            from pytest_programbench.text import printable
+
+            lines = [printable(part) for part in data["integrity"].split("; ")]
+            report.sections.append(("ProgramBench integrity", "\n".join(lines)))
         from pytest_programbench.detail import attach
 
         attach(item, data)
@@ -275,6 +278,7 @@ class Tally:
 
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         from pytest_programbench.reporting import summary_lines
+        from pytest_programbench.text import printable
 
         if not self.collected:
             return
@@ -287,8 +291,8 @@ class Tally:
             )
         if lines:
             terminalreporter.write_sep("=", "ProgramBench")
-            for line in lines:
-                terminalreporter.write_line(line)
+            for line in lines:  # rows hold file and test names, agent and evaluator messages
+                terminalreporter.write_line(printable(line))
 
     def document(self) -> dict[str, Any]:
         from pytest_programbench.reporting import totals

@@ -4,16 +4,19 @@ The container starts from the task image with ``/workspace`` as its working dire
 an init that reaps orphans as PID 1, no network unless asked, the image's ``agent`` user
 when it has one, SYS_PTRACE dropped, no-new-privileges, CPU/memory/pids/disk limits and
 our labels. Agents reach it only through :class:`Sandbox`: commands with a timeout (and
-bounded output), file reads and writes inside the container. Nothing here touches the
-host's filesystem except :meth:`Sandbox.pack_workspace`, which reads ``/workspace``
-through the engine (packing.py) into the run directory. The hidden tests never enter.
-At the end of a session the controller sweeps whatever a killed worker left running.
+bounded output), file reads and writes inside the container, all as the agent's user.
+Nothing here touches the host's filesystem except :meth:`Sandbox.pack_workspace`, which
+reads ``/workspace`` through the engine (packing.py) into the run directory. The hidden
+tests never enter. At the end of a session the controller sweeps whatever a killed
+worker left running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
 import posixpath
 import threading
 import time
@@ -31,6 +34,7 @@ from pytest_programbench.containers import (
     LABEL_WORKER,
     Engine,
     ExecResult,
+    RawResult,
 )
 from pytest_programbench.errors import (
     DiskLimitExceeded,
@@ -55,6 +59,36 @@ MAX_SUBMISSION_BYTES = 1 << 30
 PACK_TIMEOUT_SECONDS = 30 * 60
 #: How often the disk watchdog asks the engine for the writable layer's size.
 DISK_POLL_SECONDS = 2.0
+#: Largest file read_file returns unless given a larger ``max_bytes``: it is held in memory whole.
+MAX_FILE_BYTES = 64 << 20
+#: How long one read_file or write_file may take (a fifo in place of a file would block it).
+FILE_TIMEOUT_SECONDS = 300.0
+
+# read_file and write_file run these as the agent's user, inside the container: the kernel then
+# checks every path as it checks the agent's own commands (`..`, absolute paths, symlinks to
+# anywhere), and nothing is resolved by the harness first, so there is nothing to race. The
+# checks before `cat` only choose the error; whatever an agent swaps in meanwhile, the I/O is its own.
+_READ = """
+if [ -d "$1" ]; then echo "$1: Is a directory" >&2; exit 1; fi
+if [ -e "$1" ] && [ ! -f "$1" ]; then exit 3; fi
+exec cat -- "$1"
+"""
+_NOT_REGULAR = 3
+# Written beside the target and renamed over it; the data is sent only once the temporary file
+# exists (the READY byte), so a refusal comes back as the container's own message.
+_WRITE = """
+if [ -d "$1" ]; then echo "$1: Is a directory" >&2; exit 1; fi
+tmp=$(mktemp "${1%/*}/.pb-write.XXXXXX") || exit 1
+printf R
+if head -c "$2" > "$tmp" && [ "$(wc -c < "$tmp")" -eq "$2" ] && chmod "$3" "$tmp" && mv -f "$tmp" "$1"; then
+  exit 0
+fi
+rm -f "$tmp"
+exit 1
+"""
+_READY = b"R"
+_FILE_ENV = {"LC_ALL": "C"}  # the tools' messages in English, to read errno from them
+_ERRNO_OF = {os.strerror(code): code for code in sorted(errno.errorcode)}
 
 # Which user each image runs agents as, found once per image per process.
 _users: dict[str, tuple[str, int]] = {}
@@ -99,8 +133,8 @@ class Sandbox:
     """A live task container, as an agent sees it.
 
     ``exec`` runs a shell command in ``/workspace`` (as the image's ``agent`` user when it
-    has one); ``read_file``/``write_file`` move bytes in and out of the container.
-    Relative paths are relative to ``/workspace``.
+    has one); ``read_file``/``write_file`` move bytes in and out of the container as that
+    same user, with the same permissions. Relative paths are relative to ``/workspace``.
     """
 
     def __init__(
@@ -168,16 +202,57 @@ class Sandbox:
             interpreter=interpreter,
         )
 
-    def read_file(self, path: str) -> bytes:
-        """The bytes of a regular file in the container."""
-        self._check()
-        return self._engine.read_file(self._container, self._path(path))
+    def read_file(
+        self, path: str, *, max_bytes: int = MAX_FILE_BYTES, timeout: float = FILE_TIMEOUT_SECONDS
+    ) -> bytes:
+        """The bytes of a regular file in the container, read as the agent's user.
 
-    def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
-        """Create or replace a file in the container, owned by the agent user (parents must exist)."""
+        What the agent may not read is an ``OSError`` (``PermissionError``,
+        ``FileNotFoundError``, ``IsADirectoryError``, ...; errno ``EFBIG`` past ``max_bytes``,
+        ``TimeoutError`` past ``timeout``), whichever path leads to it.
+        """
         self._check()
+        target = self._path(path)
+        result = self._engine.exec_raw(
+            self._container,
+            ["sh", "-c", _READ, "sh", target],
+            user=self.user,
+            max_stdout=max_bytes,
+            timeout=timeout,
+            env=_FILE_ENV,
+        )
+        if result.overflowed:
+            raise OSError(errno.EFBIG, f"larger than max_bytes={max_bytes}; pass a larger max_bytes", target)
+        if result.returncode == _NOT_REGULAR:
+            raise OSError(errno.EINVAL, "not a regular file (a fifo, socket or device)", target)
+        if result.timed_out or result.returncode != 0:
+            raise self._file_error(target, result, timeout)
+        return result.stdout
+
+    def write_file(
+        self, path: str, data: bytes | str, mode: int = 0o644, *, timeout: float = FILE_TIMEOUT_SECONDS
+    ) -> None:
+        """Create or replace a file in the container as the agent's user (parents must exist).
+
+        The file is written beside ``path`` and renamed over it, so a reader never sees half
+        of it and a symlink at ``path`` is replaced, not followed; it gets ``mode`` and the
+        agent's uid. Where the agent may not write, an ``OSError`` as for :meth:`read_file`.
+        """
+        self._check()
+        target = self._path(path)
         payload = data.encode() if isinstance(data, str) else data
-        self._engine.put_file(self._container, self._path(path), payload, mode=mode, owner=self.uid)
+        result = self._engine.exec_raw(
+            self._container,
+            ["sh", "-c", _WRITE, "sh", target, str(len(payload)), format(mode & 0o7777, "o")],
+            user=self.user,
+            max_stdout=1 << 10,
+            timeout=timeout,
+            stdin=payload,
+            ready=_READY,
+            env=_FILE_ENV,
+        )
+        if result.timed_out or result.returncode != 0:
+            raise self._file_error(target, result, timeout)
 
     def report(self, *, steps: Any = None, cost: Any = None, **extra: Any) -> None:
         """Record progress (steps, cost, exit_status, trajectory, ...); kept even if the agent times out.
@@ -320,7 +395,21 @@ class Sandbox:
 
     @staticmethod
     def _path(path: str) -> str:
+        # Only joined and normalised as text (`src/../x` is `x` even without src): where it leads,
+        # and whether the agent may go there, the kernel decides as the agent's user.
+        if "\0" in path:
+            raise ValueError(f"embedded null byte in path {path!r}")
         return posixpath.normpath(posixpath.join(WORKSPACE, path))
+
+    def _file_error(self, target: str, result: RawResult, timeout: float) -> OSError:
+        """The OSError the agent would have got: errno from the container's own message."""
+        if result.timed_out:
+            return TimeoutError(errno.ETIMEDOUT, f"took longer than {timeout:g} s", target)
+        said = (result.stderr.strip().splitlines() or [""])[-1]
+        code = _ERRNO_OF.get(said.rsplit(": ", 1)[-1].strip())
+        if code is not None:
+            return OSError(code, f"{os.strerror(code)} (as user {self.user})", target)
+        return OSError(errno.EIO, said or f"failed with exit code {result.returncode}", target)
 
 
 @dataclass(frozen=True)
@@ -374,8 +463,10 @@ def agent_user(engine: Engine, image: str, container: Container) -> tuple[str, i
     with _users_lock:
         if image in _users:
             return _users[image]
-    result = engine.exec(container, f"id -u {AGENT_USER}", user="0", workdir="/", interpreter=("sh", "-c"))
-    found = (AGENT_USER, int(result.output.strip())) if result.returncode == 0 else ("0", 0)
+    # Asked as the agent itself (the engine refuses a user the image lacks): nothing runs as root.
+    result = engine.exec(container, "id -u", user=AGENT_USER, workdir="/", interpreter=("sh", "-c"))
+    uid = result.output.strip()
+    found = (AGENT_USER, int(uid)) if result.returncode == 0 and uid.isdigit() else ("0", 0)
     with _users_lock:
         _users[image] = found
     return found

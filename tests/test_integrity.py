@@ -9,6 +9,7 @@ check on its own, with no engine.
 
 from __future__ import annotations
 
+import glob
 import gzip
 import io
 import json
@@ -24,6 +25,7 @@ from support import clone_selftest
 from pytest_programbench import integrity, selftest
 from pytest_programbench.containers import Engine
 from pytest_programbench.integrity import Finding, Member
+from pytest_programbench.text import printable
 
 CPUS = "1"
 COMPILE = b"#!/bin/sh\nset -e\ngcc -O2 -o executable rpncalc.c\n"
@@ -52,6 +54,48 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     outcome.get_result().outcome = "passed"
 """
+
+
+# The program under test leaves a daemon behind on its first run in a test container. The daemon
+# waits for pytest to exit, rewrites results.xml to all-passed and appends a summary line to
+# match to the test step's output, which it opened through /proc. So that the step cannot end
+# before it has written, it first appends a wait to eval/run.sh (bash reads a script as it goes).
+FORGER = b"""\
+import os, re, time
+from pathlib import Path
+
+def pids(word):
+    found = []
+    for p in Path("/proc").iterdir():
+        try:
+            if p.name.isdigit() and word in (p / "cmdline").read_bytes():
+                found.append(p.name)
+        except OSError:
+            pass
+    return found
+
+with open("/workspace/eval/run.sh", "a") as f:
+    f.write("\\nfor i in $(seq 600); do [ -e /tmp/.pb-forged ] && break; sleep 0.1; done\\n")
+out = os.open(f"/proc/{pids(b'eval/run.sh')[0]}/fd/1", os.O_WRONLY)
+while pids(b"pytest"):
+    time.sleep(0.05)
+xml = Path("/workspace/eval/results.xml")
+text = re.sub(r"<(failure|error)\\b.*?(/>|</\\1>)", "", xml.read_text(), flags=re.S)
+xml.write_text(text)
+os.write(out, f"{text.count('<testcase')} passed in 0.42s\\n".encode())
+os.close(out)
+open("/tmp/.pb-forged", "w").close()
+os._exit(0)  # gone before run.sh sees the flag: nothing is left for the process list
+"""
+FORGING_PROGRAM = b"""\
+#!/bin/sh
+if mkdir /tmp/.pb-forger 2>/dev/null; then
+  setsid python3 /workspace/forger.py </dev/null >/dev/null 2>&1 &
+fi
+exit 3
+"""
+# A workspace entry whose name would clear the terminal, retitle it and start a line of its own.
+CONTROL_NAME = "evil\x1b[2J\x1b]0;pwned\x07\nprogrambench: 0 resolved\u202e"
 
 
 def workspace_archive(dest: Path, files: dict[str, tuple[int, bytes]]) -> Path:
@@ -91,16 +135,38 @@ def attack_submission(kind: str, dest: Path, reference: bytes) -> Path:
             ),
             "vendor/tool.gz": (0o644, gzip.compress(reference, mtime=0)),
         }
+    elif kind == "forged_output":  # 4: results.xml rewritten after pytest, and a summary line to match
+        files = {
+            "compile.sh": (0o755, b"#!/bin/sh\nset -e\ncp fake.sh executable && chmod +x executable\n"),
+            "fake.sh": (0o755, FORGING_PROGRAM),
+            "forger.py": (0o644, FORGER),
+        }
+    elif kind == "control_names":  # 5: an honest program, and a name that attacks the terminal
+        archive = selftest.write_submission("correct", dest)
+        with tarfile.open(archive, "r:gz") as tar:
+            members = [(m, tar.extractfile(m)) for m in tar]
+            contents = [(m, f.read() if f is not None else None) for m, f in members]
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for member, content in contents:
+                tar.addfile(member, io.BytesIO(content) if content is not None else None)
+            link = tarfile.TarInfo(f"./{CONTROL_NAME}")
+            link.type, link.linkname, link.uid, link.gid = tarfile.SYMTYPE, "/etc/passwd", 1000, 1000
+            tar.addfile(link)
+        archive.write_bytes(gzip.compress(raw.getvalue(), mtime=0))
+        return archive
     else:
         raise ValueError(kind)
     return workspace_archive(dest, files)
 
 
-ATTACKS = ["config_hook", "profile_hook", "gzipped_reference"]
+ATTACKS = ["config_hook", "profile_hook", "gzipped_reference", "forged_output", "control_names"]
 EXPECTED_FINDINGS = {
     "config_hook": {("test_config", "pytest.ini"), ("test_config", "conftest.py")},
     "profile_hook": {("outside_workspace", "/etc/profile.d/zz-results.sh"), ("junit_mismatch", "branch *")},
     "gzipped_reference": {("reference_binary", "executable"), ("reference_binary", "/tmp/stash/tool")},
+    "forged_output": {("forged_test_output", "branch *"), ("junit_mismatch", "branch *")},
+    "control_names": {("link_outside_workspace", glob.escape(CONTROL_NAME))},
 }
 
 
@@ -239,7 +305,9 @@ def test_results_xml_is_checked_against_pytests_own_summary() -> None:
     ]
     # No summary line to compare with (a run.sh that silences pytest): no claim either way.
     assert integrity.junit_mismatches(log_for("", junit("passed"))) == []
-    assert integrity.summary_counts("x\n== 3 passed, 1 error in 2.00s ==\n") == {"passed": 3, "errors": 1}
+    assert integrity.summary_counts("x\n== 3 passed, 1 error in 2.00s ==\n") == [
+        ("3 passed, 1 error in 2.00s", {"passed": 3, "errors": 1})
+    ]
 
 
 # -- the attacks on the real engine -----------------------------------------------------------
@@ -323,7 +391,7 @@ def test_gamed_submissions_keep_the_official_score_and_carry_findings(
     for name, iid in ids.items():
         assert (rows[iid]["score"], rows[iid]["n_resolved"], rows[iid]["n_tests"]) == official[name], name
         assert official[name] == (1.0, 18, 18), name
-    assert result.parseoutcomes() == {"resolved": 4}
+    assert result.parseoutcomes() == {"resolved": 6}
 
     for name in ATTACKS:
         row = rows[ids[name]]
@@ -350,16 +418,24 @@ def test_gamed_submissions_keep_the_official_score_and_carry_findings(
     result.stdout.fnmatch_lines(
         [
             "*= ProgramBench =*",
-            "Integrity: 3 of 4 item(s) flagged, official scores kept; --pb-integrity strict counts them 0:",
+            "Integrity: 5 of 6 item(s) flagged, official scores kept; --pb-integrity strict counts them 0:",
             f"  {ids['config_hook']} (score 1.00):",
             "    test_config *",
         ]
     )
 
+    # A name from the submission reaches the terminal escaped, on the line it belongs to; the
+    # report keeps it as it is (JSON escapes it on its own).
+    said = result.stdout.str() + result.stderr.str()
+    assert not any(c in said for c in ("\x1b", "\x07", "\u202e")), said
+    assert not any(line.startswith("programbench: 0 resolved") for line in said.splitlines())
+    assert f"    link_outside_workspace {printable(CONTROL_NAME)} (-> /etc/passwd; submission)" in said
+    assert rows[ids["control_names"]]["findings"][0]["path"] == CONTROL_NAME
+
     # Strict, resuming the same run directory: nothing is scored again, the findings come from the
     # markers, and each flagged instance counts 0 with its official score beside it.
     strict = replay(pytester, attacks, out, "-p", "no:xdist", "--pb-integrity=strict")
-    assert strict.parseoutcomes() == {"resolved": 1, "zero": 3}
+    assert strict.parseoutcomes() == {"resolved": 1, "zero": 5}
     rows = rows_of(out)
     for name in ATTACKS:
         row = rows[ids[name]]
@@ -371,9 +447,13 @@ def test_gamed_submissions_keep_the_official_score_and_carry_findings(
         )
         assert row["reason"].startswith("counted 0 under --pb-integrity strict (official score 1.00, 18/18")
     summary = json.loads((out / "report.json").read_text())["summary"]
-    assert (summary["mean_score"], summary["flagged"], summary["integrity"]) == (0.25, 3, "strict")
+    assert (summary["mean_score"], summary["flagged"], summary["integrity"]) == (
+        pytest.approx(1 / 6),
+        5,
+        "strict",
+    )
     strict.stdout.fnmatch_lines(
-        ["Integrity: 3 of 4 item(s) flagged, counted as 0 (--pb-integrity strict):", "*(official 1.00):"]
+        ["Integrity: 5 of 6 item(s) flagged, counted as 0 (--pb-integrity strict):", "*(official 1.00):"]
     )
 
 

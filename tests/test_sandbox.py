@@ -94,8 +94,82 @@ def test_files_stay_in_the_container(sandbox: Sandbox, tmp_path: Path) -> None:
     assert sandbox.exec("stat -c '%U %a' notes.txt /tmp/run.sh && /tmp/run.sh").output == (
         "agent 644\nagent 755\nran\n"
     )
-    with pytest.raises(Exception, match=r"notes\.txt"):
+    with pytest.raises(FileNotFoundError, match=r"notes\.txt"):
         sandbox.read_file("/etc/../workspace/missing/notes.txt")
+
+
+# Made as root before the agent starts: what the image (or the harness) protects from the agent.
+PROTECTED = """
+set -e
+printf 'root only\n' > /workspace/secret && chmod 600 /workspace/secret
+printf 'no one\n' > /workspace/zero-root && chmod 000 /workspace/zero-root
+printf 'own but 000\n' > /workspace/zero-own && chown agent /workspace/zero-own
+chmod 000 /workspace/zero-own
+mkdir -p /opt/locked && printf 'keep\n' > /opt/locked/file
+cd /workspace && ln -s /etc/shadow shadow-link && ln -s /etc etc-dir && ln -s /root root-link
+ln -s /opt/locked/file locked-link
+sha256sum /etc/shadow /opt/locked/file
+"""
+
+
+def test_files_are_read_and_written_as_the_agent_whatever_the_path(
+    engine: Engine, sandbox: Sandbox, run_id: str
+) -> None:
+    [container] = engine.labelled({LABEL_RUN: run_id})
+    made = engine.exec(container, PROTECTED, user="0", interpreter=("sh", "-c"))
+    assert made.returncode == 0, made.output
+    unreadable = [
+        "/etc/shadow",  # absolute
+        "../etc/shadow",  # out of /workspace by ..
+        "shadow-link",  # a symlink in the workspace to a root-only file
+        "secret",  # root-owned, 600
+        "zero-root",  # root-owned, 000
+        "zero-own",  # the agent's own, 000: the agent's permissions, not the owner's
+        "/root/.bashrc",  # in root's 700 home
+        "root-link/.bashrc",  # the same through a symlinked directory
+    ]
+    for path in unreadable:
+        with pytest.raises(PermissionError, match=r"Permission denied.*as user agent"):
+            sandbox.read_file(path)
+        # The same answer the agent's own commands get.
+        assert sandbox.exec(f"cat -- {path}").returncode != 0, path
+    assert sandbox.read_file("../etc/hostname") == sandbox.exec("cat /etc/hostname").output.encode()
+    assert sandbox.read_file("/workspace/etc-dir/passwd").startswith(b"root:")
+
+    unwritable = [
+        "/etc/profile.d/pb.sh",
+        "../etc/profile.d/pb.sh",
+        "etc-dir/profile.d/pb.sh",  # through a symlinked directory
+        "/root/pb",
+        "root-link/pb",
+        "/opt/locked/file",  # root's file in root's directory
+        "/opt/locked/new",
+    ]
+    for path in unwritable:
+        with pytest.raises(PermissionError, match=r"Permission denied.*as user agent"):
+            sandbox.write_file(path, "#!/bin/sh\necho pwned\n", mode=0o755)
+    # A symlink at the path is replaced by the agent's own file, never written through.
+    sandbox.write_file("shadow-link", "mine\n")
+    sandbox.write_file("locked-link", "mine\n")
+    assert sandbox.exec("stat -c '%U %F' shadow-link locked-link").output == (
+        "agent regular file\nagent regular file\n"
+    )
+    with pytest.raises(IsADirectoryError):
+        sandbox.write_file("etc-dir/", "x")
+    with pytest.raises(IsADirectoryError):
+        sandbox.read_file("root-link")
+    with pytest.raises(FileNotFoundError):
+        sandbox.read_file("root-link/../no-such-file")  # normalised as text: /workspace/no-such-file
+
+    # Nothing outside the agent's reach changed, nothing was created where it may not write.
+    after = engine.exec(
+        container,
+        "sha256sum /etc/shadow /opt/locked/file; ls /etc/profile.d /root /opt/locked",
+        user="0",
+        interpreter=("sh", "-c"),
+    ).output
+    assert after.startswith(made.output), after
+    assert "pb.sh" not in after and "\npb\n" not in after and "new" not in after, after
 
 
 def test_pack_workspace_is_what_programbench_eval_reads(sandbox: Sandbox, tmp_path: Path) -> None:
