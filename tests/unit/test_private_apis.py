@@ -57,3 +57,16 @@ def test_docker_api_client_looks_up_its_ssh_adapter_by_name_containers_py_suppli
 
     assert "SSHHTTPAdapter(" in inspect.getsource(client.APIClient.__init__)
     assert callable(SSHHTTPAdapter)
+
+
+def test_tarfile_member_list_packing_and_submissions_py_clear() -> None:
+    # packing.forget_members empties the list a stream-mode TarFile appends each member to.
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w|") as tar:
+        tar.addfile(tarfile.TarInfo("a"))
+        assert [m.name for m in tar.members] == ["a"]  # type: ignore[attr-defined]
+    with tarfile.open(fileobj=io.BytesIO(buffer.getvalue()), mode="r|") as tar:
+        assert tar.next() is not None and len(tar.members) == 1  # type: ignore[attr-defined]
