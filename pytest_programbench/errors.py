@@ -253,6 +253,33 @@ class DiskLimitExceeded(ProgramBenchError):
         self.instance_id = instance_id
 
 
+class RunDirUnwritable(ProgramBenchError):
+    """Writing into the run directory failed mid-item (it turned read-only, the disk is full)."""
+
+    code = "run_dir_unwritable"
+
+    def __init__(self, path: str, detail: str, run_dir: str, kept: str = "") -> None:
+        super().__init__(
+            f"cannot write {path} ({detail}): the run directory {run_dir} is not writable"
+            + (f"; {kept}" if kept else ""),
+            "Make it writable again (or free space) and rerun the item: what finished before stays there",
+        )
+        self.path = path
+
+
+class RunDirInvalid(ProgramBenchError):
+    """Something in the run directory stands where a file of ours goes (a directory named eval.json)."""
+
+    code = "run_dir_invalid"
+
+    def __init__(self, path: str, what: str) -> None:
+        super().__init__(
+            f"{path} is a directory, where the {what} goes",
+            "Move it out of the run directory (or delete it) and rerun; nothing was run for this item",
+        )
+        self.path = path
+
+
 class SelectionInvalid(ProgramBenchError):
     """The task selection cannot be made (an unreadable task.yaml, a tasks dir without tasks).
 

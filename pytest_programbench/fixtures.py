@@ -138,8 +138,11 @@ def pb_progress(pb_instance: Instance, pb_run_dir: Path, pytestconfig: pytest.Co
 @pytest.fixture
 def pb_instance_dir(pb_instance: Instance, pb_run_dir: Path) -> Path:
     """This attempt's directory in the run: ``<run>/<id>`` (``<run>/attempt-<k>/<id>`` with attempts)."""
+    from pytest_programbench.resume import check_layout
+
     path = pb_run_dir / pb_instance.rel_dir
     path.mkdir(parents=True, exist_ok=True)
+    check_layout(path, pb_instance.instance_id)  # before anything runs for the item
     return path
 
 
@@ -238,8 +241,14 @@ def pb_agent_run(
     if isinstance(error, ProgramBenchError):
         ending = f"stopped ({error.code})"
     pb_progress(f"agent {ending} after {run.seconds:.0f}s; packing /workspace", milestone=True)
-    save_trajectory(pb_sandbox, pb_instance_dir / f"{pb_instance.instance_id}.traj.json")
+    unsaved: OSError | None = None
+    try:
+        save_trajectory(pb_sandbox, pb_instance_dir / f"{pb_instance.instance_id}.traj.json")
+    except OSError as exc:  # the run directory failed: packing keeps the container, then it is said
+        unsaved = exc
     packed = pb_sandbox.pack(pb_instance_dir / ARCHIVE_NAME, max_bytes=pb_settings.max_submission)
+    if unsaved is not None:
+        raise unsaved
     if packed.skipped:
         listed = ", ".join(packed.skipped[:10]) + (" ..." if len(packed.skipped) > 10 else "")
         pb_progress(f"left {len(packed.skipped)} special file(s) out of the submission: {listed}")

@@ -105,6 +105,10 @@ def pytest_configure(config: pytest.Config) -> None:
         if not config.option.collectonly:
             config.stash[fleet.FACTS_KEY] = fleet.survey(config.stash[fleet.FLEET_KEY])
             config.pluginmanager.register(fleet.FleetSummary(), "programbench-fleet-summary")
+        if not config.option.collectonly:
+            from pytest_programbench.runlock import check_writable
+
+            check_writable(config.stash[RUN_DIR_KEY], "--pb-output" if settings.output_dir else "generated")
         if settings.output_dir and not config.option.collectonly:
             # A generated run directory is new by construction; a named one may be shared.
             from pytest_programbench.runlock import RunDirLock
@@ -346,6 +350,22 @@ def pytest_programbench_agent(config: pytest.Config, instance: Any) -> Any:
     from pytest_programbench.agents import from_settings
 
     return from_settings(config.stash[SETTINGS_KEY], config.stash[RUN_DIR_KEY] / instance.rel_dir)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Any:
+    """A write into the run directory that failed mid-item (it turned read-only, the disk filled)
+    is that, named with the path, not a bare OSError from whichever step wrote."""
+    try:
+        return (yield)
+    except OSError as exc:
+        if request.config.stash[SETTINGS_KEY].active and RUN_DIR_KEY in request.config.stash:
+            from pytest_programbench.runlock import unwritable
+
+            converted = unwritable(exc, request.config.stash[RUN_DIR_KEY])
+            if converted is not None:
+                raise converted from exc
+        raise
 
 
 @pytest.hookimpl(wrapper=True)

@@ -21,6 +21,35 @@ LOCK_NAME = ".programbench.lock"
 HOLDER_NAME = ".programbench.lock.holder"
 
 
+def check_writable(run_dir: Path, where: str) -> None:
+    """Make ``run_dir`` and write a file in it, or stop the session with a usage error saying why."""
+    from pytest_programbench import files
+
+    probe = run_dir / f".programbench.probe.{os.getpid()}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        files.write_text(probe, "")
+        probe.unlink()
+    except OSError as exc:
+        raise pytest.UsageError(
+            f"programbench: the run directory {run_dir} ({where}) cannot be written "
+            f"({exc.strerror or exc}): give --pb-output a directory you can write, or make this one writable"
+        ) from None
+
+
+def unwritable(exc: BaseException, run_dir: Path) -> Exception | None:
+    """``exc`` as RunDirUnwritable when it is a failed write into ``run_dir``; else None."""
+    from pytest_programbench.errors import RunDirUnwritable
+    from pytest_programbench.files import WRITE_FAILURES
+
+    if not isinstance(exc, OSError) or exc.errno not in WRITE_FAILURES or not exc.filename:
+        return None
+    path = Path(os.fsdecode(exc.filename))
+    if run_dir != path and run_dir not in path.parents:
+        return None
+    return RunDirUnwritable(str(path), exc.strerror or str(exc), str(run_dir))
+
+
 def in_use(run_dir: Path, holder: str) -> pytest.UsageError:
     """The usage error of a second session (pytest.UsageError is final, so not a subclass)."""
     return pytest.UsageError(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import posixpath
 import threading
 import time
@@ -36,6 +37,7 @@ from pytest_programbench.errors import (
     DiskLimitExceeded,
     PackTimedOut,
     ProgramBenchError,
+    RunDirUnwritable,
     SubmissionTooLarge,
     WorkspaceUnpackable,
 )
@@ -302,6 +304,11 @@ class Sandbox:
                 ) from None
             raise PackTimedOut(self.instance_id, timeout, where) from None
         except (DockerException, OSError, EOFError) as exc:
+            if isinstance(exc, OSError) and _written_on_host(exc, dest):
+                where = self._keep_for_inspection()  # the run directory failed, not the workspace
+                raise RunDirUnwritable(
+                    str(os.fsdecode(exc.filename or dest)), exc.strerror or str(exc), str(dest.parent), where
+                ) from None
             raise WorkspaceUnpackable(self.instance_id, str(exc) or type(exc).__name__) from None
 
     def _keep_for_inspection(self) -> str:
@@ -323,6 +330,15 @@ class Sandbox:
     @staticmethod
     def _path(path: str) -> str:
         return posixpath.normpath(posixpath.join(WORKSPACE, path))
+
+
+def _written_on_host(exc: OSError, dest: Path) -> bool:
+    """A write into the run directory failed (read-only, full), as opposed to the engine's read."""
+    from pytest_programbench.files import WRITE_FAILURES
+
+    if exc.errno not in WRITE_FAILURES:
+        return False
+    return not exc.filename or dest.parent in Path(os.fsdecode(exc.filename)).parents
 
 
 @dataclass(frozen=True)
