@@ -113,7 +113,12 @@ def pytest_configure(config: pytest.Config) -> None:
             # A generated run directory is new by construction; a named one may be shared.
             from pytest_programbench.runlock import RunDirLock
 
-            lock = RunDirLock(config.stash[RUN_DIR_KEY])
+            lock = RunDirLock(
+                config.stash[RUN_DIR_KEY],
+                run_id=run_id,
+                keep=settings.keep,
+                hosts=config.stash[fleet.FLEET_KEY].urls,
+            )
             lock.acquire()
             config.pluginmanager.register(lock, "programbench-runlock")
         from pytest_programbench.items import nodeid_of
