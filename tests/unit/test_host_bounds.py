@@ -60,3 +60,27 @@ def test_a_trajectory_that_is_not_json_is_saved_as_its_repr() -> None:
     with pytest.warns(AgentReportWarning, match="not JSON-serialisable"):
         saved = json.loads(trajectory_json({("tuple", "key"): 1}))
     assert saved == "{('tuple', 'key'): 1}"
+
+
+def test_the_audits_read_of_a_submission_does_not_keep_its_members(tmp_path: Path) -> None:
+    import gzip
+    import io
+    import tarfile
+    import tracemalloc
+
+    from pytest_programbench.integrity import scan_submission
+
+    raw = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="wb") as zipped, tarfile.open(fileobj=zipped, mode="w|") as tar:
+        for i in range(12_000):
+            tar.addfile(tarfile.TarInfo(f"./f{i}"))
+    archive = tmp_path / "submission.tar.gz"
+    archive.write_bytes(raw.getvalue())
+    scan_submission(archive)  # imports and first-use buffers outside the measure
+    tracemalloc.start()
+    try:
+        scan_submission(archive)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20  # kept, 12,000 members add 3 MiB to the ~2.6 MiB of buffers
