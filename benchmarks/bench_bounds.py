@@ -165,19 +165,27 @@ def check_archive(engine: Any, root: Path, entries: int) -> dict[str, Any]:
         for side, n in (("big", entries), ("small", 1000)):
             top = [("./", 0o755, None), ("./.git", 0o755, None)]
             write_members(root / "subs" / ids[side] / "submission.tar.gz", top, n)
-        peaks = {}
+        peaks, codes = {}, {}
         for side in ("big", "small"):
             _, peaks[side], said = time_v(
                 session(root, f"--pb-submissions={root / 'subs'}", f"--pb-output={root / 'out'}", "-k", side),
                 root,
             )
             row = rows(root)[ids[side]]
-            if row["error_code"] != "compile_failed":  # no compile.sh: the evaluator's verdict on both
+            if row["outcome"] != "zero":  # no compile.sh: a 0 with the evaluator's error code, not an error
                 raise SystemExit(f"archive {side}: unexpected row {row}\n{said[-3000:]}")
-        _, official, _ = time_v([sys.executable, "-c", OFFICIAL, str(root), ids["big"]], root)
+            codes[side] = row["error_code"]
+        _, official, said = time_v([sys.executable, "-c", OFFICIAL, str(root), ids["big"]], root)
     finally:
         cleanup(engine, list(ids.values()))
-    return {"a_kb": peaks["big"], "b_kb": peaks["small"], "official_big_kb": official, "entries": entries}
+    return {
+        "a_kb": peaks["big"],
+        "b_kb": peaks["small"],
+        "official_big_kb": official,
+        "official_says": said.strip().splitlines()[-1] if said.strip() else "",
+        "error_codes": codes,
+        "entries": entries,
+    }
 
 
 def check_build(engine: Any, root: Path, megabytes: int) -> dict[str, Any]:
