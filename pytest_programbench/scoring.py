@@ -191,8 +191,12 @@ def _crashed(instance: Instance, submission: Path, blob_dir: Path, exc: Exceptio
     """
     text = str(exc).strip()
     branch = getattr(exc, "pb_branch", None)
-    if isinstance(exc, RuntimeError) and text.startswith(_TAR_REFUSED):
-        detail = "; ".join(line.strip() for line in text.removeprefix(_TAR_REFUSED).strip(": ").splitlines())
+    lines = [
+        line.strip() for line in text.removeprefix(_TAR_REFUSED).strip(": ").splitlines() if line.strip()
+    ]
+    # tar's and gzip's own words, not docker's (a container that died under the copy is no archive's fault)
+    if isinstance(exc, RuntimeError) and text.startswith(_TAR_REFUSED) and _said_by_tar(lines):
+        detail = "; ".join(lines)
         if branch is not None:
             archive = blob_dir / "tests" / f"{branch}.tar.gz"
             raise HiddenTestsBroken(
@@ -213,6 +217,10 @@ def _crashed(instance: Instance, submission: Path, blob_dir: Path, exc: Exceptio
             f"{_text_encoding()} only",
         )
     raise EvaluatorCrashed(instance.instance_id, f"{type(exc).__name__}: {text or '(no message)'}") from exc
+
+
+def _said_by_tar(lines: list[str]) -> bool:
+    return any(line.startswith(("tar: ", "gzip: ")) for line in lines)
 
 
 def merge_like_eval_batch(
