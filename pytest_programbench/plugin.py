@@ -105,10 +105,10 @@ def pytest_configure(config: pytest.Config) -> None:
         if not config.option.collectonly:
             config.stash[fleet.FACTS_KEY] = fleet.survey(config.stash[fleet.FLEET_KEY])
             config.pluginmanager.register(fleet.FleetSummary(), "programbench-fleet-summary")
-        if not config.option.collectonly:
             from pytest_programbench.runlock import check_writable
 
-            check_writable(config.stash[RUN_DIR_KEY], "--pb-output" if settings.output_dir else "generated")
+            where = "--pb-output" if settings.output_dir else "generated under .programbench/runs"
+            check_writable(config.stash[RUN_DIR_KEY], where)
         if settings.output_dir and not config.option.collectonly:
             # A generated run directory is new by construction; a named one may be shared.
             from pytest_programbench.runlock import RunDirLock
