@@ -98,12 +98,12 @@ CONFTEST = textwrap.dedent(
 
 
 def time_v(cmd: list[str], cwd: Path) -> tuple[int, int, str]:
-    """(exit code, maximum resident set size in kB, output) of ``cmd`` under /usr/bin/time -v."""
+    """(exit code, maximum resident set size in kB, stdout) of ``cmd`` under /usr/bin/time -v."""
     proc = subprocess.run(["/usr/bin/time", "-v", *cmd], cwd=cwd, capture_output=True, text=True)
     found = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     if found is None:
         raise SystemExit(f"/usr/bin/time -v printed no peak for {cmd}: {proc.stderr[-2000:]}")
-    return proc.returncode, int(found.group(1)), proc.stdout + proc.stderr
+    return proc.returncode, int(found.group(1)), proc.stdout
 
 
 def session(root: Path, *extra: str) -> list[str]:
