@@ -5,6 +5,12 @@ replace each other's files mid-write. The controller takes an OS file lock on
 ``<run>/.programbench.lock`` (released by the kernel if the process dies, so it
 never goes stale) and writes ``<host>:<pid>`` beside it for the next session's
 message. xdist workers never take it: they belong to the session that holds it.
+
+The run directory is also where a session's own troubles with it are found first: one
+that cannot be written is a usage error before anything starts (:func:`check_writable`),
+a write failing later is named (:func:`unwritable`), and what a killed session left (its
+containers, the images the evaluator committed, partial files) is swept by the next
+session that takes the lock, from the ledger of sessions kept beside it.
 """
 
 from __future__ import annotations
