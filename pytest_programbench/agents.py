@@ -424,10 +424,17 @@ class BoundedLog:
                     self.cut += excess
 
     def pump(self, fd: int) -> None:
-        """Copy from ``fd`` until its writers are gone; what comes after close() is dropped."""
-        with contextlib.suppress(OSError):
-            for chunk in iter(lambda: os.read(fd, 1 << 16), b""):
-                self.write(chunk)
+        """Copy from ``fd`` until its writers are gone, then close it; what comes after close() is dropped.
+
+        The fd is the pump's own: a process that escaped the kill may hold the pipe open for
+        long after the agent's end, and the thread must never read a number reused since.
+        """
+        try:
+            with contextlib.suppress(OSError):
+                for chunk in iter(lambda: os.read(fd, 1 << 16), b""):
+                    self.write(chunk)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         with self._lock:
@@ -484,9 +491,9 @@ class CommandAgent:
                 start_new_session=True,  # its own process group, so the timeout kills all of it
             )
             assert proc.stdout is not None
-            copier = threading.Thread(
-                target=log.pump, args=(proc.stdout.fileno(),), name="pb-agent-log", daemon=True
-            )
+            own = os.dup(proc.stdout.fileno())
+            proc.stdout.close()
+            copier = threading.Thread(target=log.pump, args=(own,), name="pb-agent-log", daemon=True)
             copier.start()
             sandbox.on_expire(lambda: _kill_group(proc, marker))
             try:

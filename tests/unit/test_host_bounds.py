@@ -38,8 +38,10 @@ def test_a_log_pumps_a_pipe_to_its_end(tmp_path: Path) -> None:
     log = BoundedLog(tmp_path / "agent.log", head=10, tail=10)
     os.write(write, b"0123456789" * 10)
     os.close(write)
-    log.pump(read)
+    log.pump(read)  # and closes it
     log.close()
+    with pytest.raises(OSError):
+        os.fstat(read)
     cut = b"\n[... 80 bytes of output cut by pytest-programbench ...]\n"
     assert (tmp_path / "agent.log").read_bytes() == b"0123456789" + cut + b"0123456789"
 
