@@ -25,7 +25,6 @@ import contextlib
 import functools
 import importlib
 import inspect
-import json
 import multiprocessing
 import os
 import pickle
@@ -44,7 +43,14 @@ from typing import Any
 from pytest_programbench import files
 from pytest_programbench.errors import AgentUnavailable, NoAgent
 from pytest_programbench.model import AgentRun, Instance
-from pytest_programbench.sandbox import AgentReportWarning, AgentTimedOut, Sandbox, SandboxHandle, json_safe
+from pytest_programbench.sandbox import (
+    TRAJECTORY_TEXT,
+    AgentReportWarning,
+    AgentTimedOut,
+    Sandbox,
+    SandboxHandle,
+    trajectory_json,
+)
 from pytest_programbench.settings import Settings
 from pytest_programbench.text import printable
 
@@ -266,8 +272,8 @@ def _agent_process(
         for key, value in fields.items():
             if not isinstance(key, str):
                 continue
-            if key == "trajectory":
-                value = json_safe(value, "trajectory")
+            if key == "trajectory":  # serialised (and bounded) here, so the harness never holds it whole
+                key, value = TRAJECTORY_TEXT, trajectory_json(value)
             try:
                 pickle.dumps(value)
             except Exception:
@@ -368,7 +374,7 @@ def save_trajectory(sandbox: Sandbox, path: Path) -> None:
     if trajectory is None or path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    files.write_text(path, json.dumps(trajectory, indent=2, default=str))
+    files.write_text(path, trajectory)
 
 
 # -- built-ins -------------------------------------------------------------------------
@@ -383,11 +389,73 @@ none_agent.agent_name = "none"  # type: ignore[attr-defined]
 none_agent.pb_in_thread = True  # type: ignore[attr-defined]
 
 
+#: What ``<id>/agent.log`` keeps of a ``command`` agent's output: its first and last this many
+#: bytes, the cut counted between them (a chatty agent wrote 2.0 GB there).
+AGENT_LOG_HEAD_BYTES = AGENT_LOG_TAIL_BYTES = 8 << 20
+
+
+class BoundedLog:
+    """A host program's output into a file: its head written as it comes (``tail -f`` shows
+    the start), its tail kept in memory and written at the end, the cut counted between."""
+
+    def __init__(
+        self, path: Path, head: int = AGENT_LOG_HEAD_BYTES, tail: int = AGENT_LOG_TAIL_BYTES
+    ) -> None:
+        self._file = path.open("wb")
+        self._head_left, self._tail_limit = head, tail
+        self._tail = bytearray()
+        self._lock = threading.Lock()
+        self._closed = False
+        self.cut = 0
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if self._head_left > 0:
+                first, data = data[: self._head_left], data[self._head_left :]
+                self._file.write(first)
+                self._file.flush()
+                self._head_left -= len(first)
+            if data:
+                self._tail += data
+                excess = len(self._tail) - self._tail_limit
+                if excess > 0:
+                    del self._tail[:excess]
+                    self.cut += excess
+
+    def pump(self, fd: int) -> None:
+        """Copy from ``fd`` until its writers are gone, then close it; what comes after close() is dropped.
+
+        The fd is the pump's own: a process that escaped the kill may hold the pipe open for
+        long after the agent's end, and the thread must never read a number reused since.
+        """
+        try:
+            with contextlib.suppress(OSError):
+                for chunk in iter(lambda: os.read(fd, 1 << 16), b""):
+                    self.write(chunk)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self.cut:
+                self._file.write(
+                    f"\n[... {self.cut} bytes of output cut by pytest-programbench ...]\n".encode()
+                )
+            self._file.write(self._tail)
+            self._file.close()
+
+
 class CommandAgent:
     """A host program that drives the container itself (``--pb-agent-cmd``).
 
     Its environment names the container and engine; its output goes to
-    ``<id>/agent.log``; at the timeout its whole process group is killed.
+    ``<id>/agent.log`` (its first and last 8 MiB); at the timeout its whole process
+    group is killed.
     """
 
     agent_name = "command"
@@ -412,21 +480,31 @@ class CommandAgent:
             "PB_AGENT_USER": sandbox.user,
             AGENT_MARKER: marker,
         }
-        with (self.instance_dir / "agent.log").open("wb") as log:
+        log = BoundedLog(self.instance_dir / "agent.log")
+        try:
             proc = subprocess.Popen(
                 self.command,
                 shell=True,
                 env=env,
-                stdout=log,
+                stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group, so the timeout kills all of it
             )
+            assert proc.stdout is not None
+            own = os.dup(proc.stdout.fileno())
+            proc.stdout.close()
+            copier = threading.Thread(target=log.pump, args=(own,), name="pb-agent-log", daemon=True)
+            copier.start()
             sandbox.on_expire(lambda: _kill_group(proc, marker))
             try:
                 code = proc.wait()
             finally:
                 _kill_group(proc, marker)  # what it left running (daemons, setsid children) dies too
+                # A process that shed the marker (env -i) may hold the pipe open: not waited for.
+                copier.join(EXPIRE_GRACE_SECONDS)
+        finally:
+            log.close()
         return {"exit_status": "Submitted" if code == 0 else f"exit {code}"}
 
 

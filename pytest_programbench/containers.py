@@ -791,16 +791,22 @@ class Engine:
         return len(leftovers) + len(images)
 
     @_reaching
-    def sweep_orphans(self) -> tuple[int, list[str]]:
+    def sweep_orphans(self, run_id: str | None = None, *, spare_kept: bool = False) -> tuple[int, list[str]]:
         """Remove our containers and images whose session provably ended; returns (removed, what stayed).
 
         Provably: the owner label names this host and a pid that is not running. A container
         of another host's session, of a live session, or without an owner is left, and said.
+        ``run_id`` limits it to one run; ``spare_kept`` leaves ``pb-kept-*`` containers (the
+        only copy of a workspace) alone.
         """
         removed, kept = 0, set()
+        labels: dict[str, str | None] = {LABEL_RUN: run_id}
+        containers = self.labelled(labels)
+        if spare_kept:
+            containers = [c for c in containers if not c.name.startswith(KEPT_PREFIX)]
         everything: list[tuple[Any, Callable[[Any], None]]] = [
-            *((c, self.remove) for c in self.labelled({LABEL_RUN: None})),
-            *((i, self._remove_image) for i in self._labelled_images({LABEL_RUN: None})),
+            *((c, self.remove) for c in containers),
+            *((i, self._remove_image) for i in self._labelled_images(labels)),
         ]
         for thing, remove in everything:
             owner = (thing.labels or {}).get(LABEL_OWNER, "")

@@ -104,13 +104,36 @@ class HiddenTestsUnavailable(HiddenTestsMissing):
         self.branch = branch  # the first archive known to be needed, when there is one
 
 
+class HiddenTestsBroken(HiddenTestsMissing):
+    """A branch's archive is there but the task image's tar cannot unpack it (a truncated download, say)."""
+
+    code = "hidden_tests_broken"
+
+    def __init__(self, instance_id: str, branch: str, path: str, detail: str, fix: str = "") -> None:
+        ProgramBenchError.__init__(
+            self,
+            f"hidden-test archive {path} ({instance_id} branch {branch}) is broken: {detail}",
+            fix
+            or f"Replace it with a good copy of {instance_id}/tests/{branch}.tar.gz from the dataset "
+            "(programbench/ProgramBench-Tests), or delete it and let the plugin download it again",
+        )
+        self.instance_id = instance_id
+        self.branch = branch
+
+
 class SubmissionInvalid(ProgramBenchError):
+    """The submission cannot be unpacked as the evaluator unpacks it: the submission's own fault.
+
+    Scored 0, as ``programbench eval`` scores it (its evaluator raises there), not an error.
+    """
+
     code = "invalid_submission"
 
     def __init__(self, path: str, detail: str) -> None:
         super().__init__(
-            f"submission {path} is not a readable gzip tar archive ({detail})",
-            "Repack the workspace with `tar -czf submission.tar.gz -C <workspace> .`",
+            f"submission {path} cannot be unpacked as the evaluator unpacks it: {detail}",
+            "Repack the workspace with `tar -czf submission.tar.gz -C <workspace> .` (GNU tar), or fix what "
+            "produced it",
         )
         self.path = path
 
@@ -132,7 +155,8 @@ class EvaluatorCrashed(ProgramBenchError):
     def __init__(self, instance_id: str, detail: str) -> None:
         super().__init__(
             f"the programbench evaluator raised while scoring {instance_id}: {detail}",
-            "Rerun this item; if it repeats, the evaluator log in the run directory says where",
+            "Rerun this item (paste its node id as an argument); if it repeats, `--tb=long` shows where "
+            "in the evaluator it raised",
         )
         self.instance_id = instance_id
 
@@ -227,6 +251,33 @@ class DiskLimitExceeded(ProgramBenchError):
             "Raise --pb-disk if the task needs the space, or fix the agent that filled the disk",
         )
         self.instance_id = instance_id
+
+
+class RunDirUnwritable(ProgramBenchError):
+    """Writing into the run directory failed mid-item (it turned read-only, the disk is full)."""
+
+    code = "run_dir_unwritable"
+
+    def __init__(self, path: str, detail: str, run_dir: str, kept: str = "") -> None:
+        super().__init__(
+            f"cannot write {path} ({detail}): the run directory {run_dir} is not writable"
+            + (f"; {kept}" if kept else ""),
+            "Make it writable again (or free space) and rerun the item: what finished before stays there",
+        )
+        self.path = path
+
+
+class RunDirInvalid(ProgramBenchError):
+    """Something in the run directory stands where a file of ours goes (a directory named eval.json)."""
+
+    code = "run_dir_invalid"
+
+    def __init__(self, path: str, what: str) -> None:
+        super().__init__(
+            f"{path} is a directory, where the {what} goes",
+            "Move it out of the run directory (or delete it) and rerun; nothing was run for this item",
+        )
+        self.path = path
 
 
 class SelectionInvalid(ProgramBenchError):

@@ -14,10 +14,16 @@ machine must not lose or tear (a submission, eval.json, the resume markers).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+#: A failed write whose cause is the directory or its disk (read-only, full, not ours), not the data.
+WRITE_FAILURES = frozenset(
+    {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
+)
 
 
 def sha256(path: Path) -> str:

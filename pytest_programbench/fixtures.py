@@ -139,8 +139,11 @@ def pb_progress(pb_instance: Instance, pb_run_dir: Path, pytestconfig: pytest.Co
 @pytest.fixture
 def pb_instance_dir(pb_instance: Instance, pb_run_dir: Path) -> Path:
     """This attempt's directory in the run: ``<run>/<id>`` (``<run>/attempt-<k>/<id>`` with attempts)."""
+    from pytest_programbench.resume import check_layout
+
     path = pb_run_dir / pb_instance.rel_dir
     path.mkdir(parents=True, exist_ok=True)
+    check_layout(path, pb_instance.instance_id)  # before anything runs for the item
     return path
 
 
@@ -157,16 +160,10 @@ def pb_submission(
     path (or a ``model.Submission`` to report an agent run with it).
     """
     from pytest_programbench import resume
-    from pytest_programbench.submissions import (
-        UNPACKED_FACTOR,
-        check_archive,
-        find_submission,
-        place_submission,
-    )
+    from pytest_programbench.submissions import find_submission, place_submission
 
-    if pb_settings.submissions_dir:
+    if pb_settings.submissions_dir:  # read to its end when it is scored (scoring.score_submission)
         source = find_submission(Path(pb_settings.submissions_dir), pb_instance.instance_id)
-        check_archive(source, max_unpacked=UNPACKED_FACTOR * pb_settings.max_submission)
         return Submission(place_submission(source, pb_instance_dir))
     previous = None if pb_settings.force_agent else resume.finished_agent(pb_instance_dir)
     run: AgentRun = previous if previous is not None else request.getfixturevalue("pb_agent_run")
@@ -245,8 +242,14 @@ def pb_agent_run(
     if isinstance(error, ProgramBenchError):
         ending = f"stopped ({error.code})"
     pb_progress(f"agent {ending} after {run.seconds:.0f}s; packing /workspace", milestone=True)
-    save_trajectory(pb_sandbox, pb_instance_dir / f"{pb_instance.instance_id}.traj.json")
+    unsaved: OSError | None = None
+    try:
+        save_trajectory(pb_sandbox, pb_instance_dir / f"{pb_instance.instance_id}.traj.json")
+    except OSError as exc:  # the run directory failed: packing keeps the container, then it is said
+        unsaved = exc
     packed = pb_sandbox.pack(pb_instance_dir / ARCHIVE_NAME, max_bytes=pb_settings.max_submission)
+    if unsaved is not None:
+        raise unsaved
     if packed.skipped:
         # Names the agent chose: pytest prints a warning's text as it is.
         listed = printable(", ".join(packed.skipped[:10]) + (" ..." if len(packed.skipped) > 10 else ""))
@@ -387,7 +390,8 @@ def pb_outcome(
     from pytest_programbench import files, resume
     from pytest_programbench.images import check_pinned
     from pytest_programbench.integrity import Audit
-    from pytest_programbench.scoring import eval_json_path, score_submission, summarise_existing
+    from pytest_programbench.scoring import NO_EVAL_JSON, eval_json_path, score_submission, summarise_existing
+    from pytest_programbench.submissions import UNPACKED_FACTOR
 
     source = None
     if pb_settings.submissions_dir:
@@ -404,6 +408,7 @@ def pb_outcome(
         progress(f"reused: score {outcome.score:.2f} from {pb_instance_dir}", milestone=True)
         return _counted(outcome, pb_settings)
     image_id: str = request.getfixturevalue("pb_image_id")  # pinned before the agent starts
+    blob_dir: Path = request.getfixturevalue("pb_hidden_tests")  # a missing branch costs no agent run
     submission = Submission.of(request.getfixturevalue("pb_submission"))
     if plan.action == resume.PART and files.sha256(submission.path) != plan.submission_sha256:
         plan = resume.Plan(resume.FULL, "the submission changed")  # e.g. an agent ran again
@@ -417,7 +422,7 @@ def pb_outcome(
     outcome = score_submission(
         pb_instance,
         submission.path,
-        blob_dir=request.getfixturevalue("pb_hidden_tests"),
+        blob_dir=blob_dir,
         instance_dir=pb_instance_dir,
         cpus=request.getfixturevalue("pb_scoring_cpus"),
         branch_workers=pb_settings.branch_workers,
@@ -437,10 +442,14 @@ def pb_outcome(
         memory=pb_settings.scoring_memory,
         branches=list(plan.branches) if plan.action == resume.PART else None,
         merge_into=eval_json if plan.action == resume.PART else None,
+        max_unpacked=UNPACKED_FACTOR * pb_settings.max_submission if pb_settings.submissions_dir else 0,
     )
     check_pinned(engine, image, image_id, when="while the submission was scored")
-    progress(f"scored {outcome.score:.2f} ({outcome.n_resolved}/{outcome.n_tests})", milestone=True)
     outcome = replace(outcome, agent=submission.agent_run, image_id=image_id)
+    if outcome.error_code in NO_EVAL_JSON:  # a 0 as `programbench eval` gives it: no eval.json to vouch for
+        progress(f"scored 0 ({outcome.error_code}): {outcome.message}", milestone=True)
+        return _counted(outcome, pb_settings)
+    progress(f"scored {outcome.score:.2f} ({outcome.n_resolved}/{outcome.n_tests})", milestone=True)
     if plan.action == resume.PART:
         # Branches not tested again keep what the audit saw of them the first time.
         seen = {(f["code"], f["path"]) for f in outcome.findings}

@@ -44,8 +44,10 @@ def fetch_hidden_tests(instance_id: str, branches: Sequence[str], *, blob_dir: P
     cache; ``HF_TOKEN``, ``HF_HOME``/``HF_HUB_CACHE``, ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE``
     work as they do for any huggingface_hub download.
 
-    Raises HiddenTestsMissing naming the first absent branch, or HiddenTestsUnavailable
-    when the Hub cannot be asked and nothing usable is cached.
+    Raises HiddenTestsMissing naming the first absent branch, HiddenTestsUnavailable
+    when the Hub cannot be asked and nothing usable is cached, and HiddenTestsBroken
+    naming a branch whose archive the task image's tar would refuse (each is read to its
+    end, as submissions are).
     """
     _check_instance_id(instance_id)
     if not branches:
@@ -53,8 +55,29 @@ def fetch_hidden_tests(instance_id: str, branches: Sequence[str], *, blob_dir: P
     if blob_dir is not None:
         root = Path(blob_dir).expanduser() / instance_id
         _require_archives(root, instance_id, branches, where=str(blob_dir))
+        _check_archives(root, instance_id, branches, cached=False)
         return root
-    return _fetch_from_hub(instance_id, branches)
+    root = _fetch_from_hub(instance_id, branches)
+    _check_archives(root, instance_id, branches, cached=True)
+    return root
+
+
+def _check_archives(root: Path, instance_id: str, branches: Sequence[str], *, cached: bool) -> None:
+    from .errors import HiddenTestsBroken
+    from .submissions import ArchiveFault, scan_archive
+
+    for branch in branches:
+        path = root / "tests" / f"{branch}.tar.gz"
+        try:
+            scan_archive(path)
+        except (ArchiveFault, OSError) as fault:
+            fix = ""
+            if cached:  # a snapshot entry is a link into the cache's blobs/: both must go
+                fix = (
+                    f"Delete the cached copy ({path.resolve()}) and its link ({path}) so the next run "
+                    "downloads it again, or point --pb-blob-dir at a good copy"
+                )
+            raise HiddenTestsBroken(instance_id, branch, str(path), str(fault), fix) from None
 
 
 def _check_instance_id(instance_id: str) -> None:

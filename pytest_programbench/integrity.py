@@ -194,8 +194,11 @@ def _relative(name: str, root: str) -> str:
 
 def read_members(fileobj: IO[bytes], *, mode: Literal["r|", "r|gz"], root: str = "") -> Iterator[Member]:
     """The members of a tar stream, regular files hashed on the way (the stream is read once)."""
+    from pytest_programbench.packing import forget_members
+
     with tarfile.open(fileobj=fileobj, mode=mode) as archive:
         for info in archive:
+            forget_members(archive)  # a million-member workspace: not a million TarInfo objects
             path = _relative(info.name, root)
             if not path:
                 continue

@@ -240,7 +240,7 @@ class Outcome:
     n_tests: int
     outcome: str  # one of OUTCOMES: category_of(score), or ERROR (no score)
     error_code: str | None = None
-    message: str = ""  # ERROR: the first line of what went wrong and what to do
+    message: str = ""  # ERROR, or a 0 without an eval.json: what went wrong and what to do
     branch_errors: dict[str, list[str]] = field(default_factory=dict)
     eval_seconds: float = 0.0
     agent: AgentRun | None = None  # None: a replayed archive, or no agent ran
@@ -295,6 +295,8 @@ class Outcome:
         reason = f"score {self.score:.2f} ({self.n_resolved}/{self.n_tests} hidden tests) < {threshold:.2f}"
         if self.error_code:
             reason += f": {self.error_code}"
+            if self.message:  # a 0 the evaluator gave without a result (scoring.unscored): the cause
+                reason += f" ({self.message})"
         elif self.branch_errors:
             reason += "; branch errors " + ", ".join(
                 f"{b}: {','.join(codes)}" for b, codes in sorted(self.branch_errors.items())

@@ -5,10 +5,16 @@ a packer would write, or a full pids table, and none of that may cost the worksp
 engine's archive API (what ``docker cp`` uses) reads the container's filesystem from the
 outside, even when the container is stopped, and we gzip its stream on the host.
 
-The result has the layout ``tar -czf submission.tar.gz -C /workspace .`` gives (members
-``.`` and ``./...``, ownership and modes kept). Symlinks stay symlinks (nothing is
-followed); fifos and devices cannot be submitted and are skipped, and listed. The
-packed size and the time taken are bounded, so a 20 GB file cannot fill the host's disk.
+The result is what GNU tar's ``tar -czf submission.tar.gz -C /workspace .`` writes (its
+default ``gnu`` format: members ``./`` and ``./...``, ownership and modes kept, names
+over 100 bytes as ``././@LongLink`` records, non-ASCII names as their raw bytes), so the
+task image's own ``tar -xzf``, which the evaluator pipes it into, unpacks the same tree.
+Every header is written afresh: the engine's archive carries PAX records (``path``,
+``linkpath``) for long and non-ASCII names, and tarfile gives a member's old PAX record
+priority over the name we give it, which put those files under ``./workspace/``.
+Symlinks stay symlinks (nothing is followed); fifos and devices cannot be submitted
+and are skipped, and listed. The packed size and the time taken are bounded, so a
+20 GB file cannot fill the host's disk, and so is memory: members are not kept.
 """
 
 from __future__ import annotations
@@ -98,26 +104,57 @@ def pack_stream(chunks: Iterator[bytes], dest: Path, *, root: str, max_bytes: in
             with (
                 gzip.GzipFile(fileobj=budget, mode="wb", compresslevel=6, mtime=0) as zipped,
                 tarfile.open(fileobj=source, mode="r|") as reader,
-                tarfile.open(fileobj=zipped, mode="w|", format=tarfile.PAX_FORMAT) as writer,
+                tarfile.open(
+                    fileobj=zipped, mode="w|", format=tarfile.GNU_FORMAT, encoding="utf-8"
+                ) as writer,
             ):
                 for member in reader:
+                    forget_members(reader)
+                    forget_members(writer)
                     name = _rebase(member.name, root)
                     if name is None:
                         continue
                     if member.type not in _KEPT_TYPES:
                         skipped.append(name)
                         continue
-                    member.name = name
+                    linkname = member.linkname
                     if member.type == tarfile.LNKTYPE:
                         target = _rebase(member.linkname, root)
                         if target is None:
                             skipped.append(name)
                             continue
-                        member.linkname = target
+                        linkname = target
                     data = reader.extractfile(member) if member.isreg() else None
-                    writer.addfile(member, data)
+                    writer.addfile(gnu_header(member, name, linkname), data)
                     members += 1
     return Packed(dest, members, tuple(skipped))
+
+
+def forget_members(tar: tarfile.TarFile) -> None:
+    """Drop what a stream-mode TarFile lists as it goes: a million-file archive would hold a
+    million TarInfo objects (about 1 kB each) until it is closed.
+
+    Private tarfile API (``TarFile.members``), used here and by submissions.scan_archive;
+    tests/unit/test_private_apis.py checks it.
+    """
+    tar.members.clear()  # type: ignore[attr-defined]
+
+
+def gnu_header(member: tarfile.TarInfo, name: str, linkname: str) -> tarfile.TarInfo:
+    """A fresh header for ``member`` under ``name``, as GNU tar would write it: no PAX records.
+
+    Only what ``tar -c`` stores by default is kept (no xattrs, no sub-second times).
+    """
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.REGTYPE if member.type == tarfile.AREGTYPE else member.type
+    info.mode = member.mode
+    info.uid, info.gid = member.uid, member.gid
+    info.uname, info.gname = member.uname, member.gname
+    info.mtime = int(member.mtime)
+    info.size = member.size if member.isreg() else 0
+    info.linkname = linkname
+    info.devmajor, info.devminor = member.devmajor, member.devminor
+    return info
 
 
 def _rebase(name: str, root: str) -> str | None:

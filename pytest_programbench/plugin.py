@@ -105,11 +105,20 @@ def pytest_configure(config: pytest.Config) -> None:
         if not config.option.collectonly:
             config.stash[fleet.FACTS_KEY] = fleet.survey(config.stash[fleet.FLEET_KEY])
             config.pluginmanager.register(fleet.FleetSummary(), "programbench-fleet-summary")
+            from pytest_programbench.runlock import check_writable
+
+            where = "--pb-output" if settings.output_dir else "generated under .programbench/runs"
+            check_writable(config.stash[RUN_DIR_KEY], where)
         if settings.output_dir and not config.option.collectonly:
             # A generated run directory is new by construction; a named one may be shared.
             from pytest_programbench.runlock import RunDirLock
 
-            lock = RunDirLock(config.stash[RUN_DIR_KEY])
+            lock = RunDirLock(
+                config.stash[RUN_DIR_KEY],
+                run_id=run_id,
+                keep=settings.keep,
+                hosts=config.stash[fleet.FLEET_KEY].urls,
+            )
             lock.acquire()
             config.pluginmanager.register(lock, "programbench-runlock")
         from pytest_programbench.items import nodeid_of
@@ -346,6 +355,22 @@ def pytest_programbench_agent(config: pytest.Config, instance: Any) -> Any:
     from pytest_programbench.agents import from_settings
 
     return from_settings(config.stash[SETTINGS_KEY], config.stash[RUN_DIR_KEY] / instance.rel_dir)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Any:
+    """A write into the run directory that failed mid-item (it turned read-only, the disk filled)
+    is that, named with the path, not a bare OSError from whichever step wrote."""
+    try:
+        return (yield)
+    except OSError as exc:
+        if request.config.stash[SETTINGS_KEY].active and RUN_DIR_KEY in request.config.stash:
+            from pytest_programbench.runlock import unwritable
+
+            converted = unwritable(exc, request.config.stash[RUN_DIR_KEY])
+            if converted is not None:
+                raise converted from exc
+        raise
 
 
 @pytest.hookimpl(wrapper=True)

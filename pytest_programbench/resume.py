@@ -44,6 +44,23 @@ class Plan:
     previous: dict[str, Any] = field(default_factory=dict)  # the marker's outcome
 
 
+def check_layout(instance_dir: Path, instance_id: str) -> None:
+    """Raise RunDirInvalid if a directory stands where the item will write one of its files."""
+    from pytest_programbench.errors import RunDirInvalid
+
+    ours = {
+        ARCHIVE_NAME: "submission archive",
+        f"{instance_id}.eval.json": "evaluator's result (eval.json)",
+        f"{instance_id}.traj.json": "agent's trajectory",
+        f"{instance_id}.integrity.json": "integrity audit's findings",
+        AGENT_MARKER: "marker of a finished agent run",
+        DONE_MARKER: "marker of a scored verdict",
+    }
+    for name, what in ours.items():
+        if (instance_dir / name).is_dir():
+            raise RunDirInvalid(str(instance_dir / name), what)
+
+
 def _read(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())

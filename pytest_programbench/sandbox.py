@@ -40,6 +40,7 @@ from pytest_programbench.errors import (
     DiskLimitExceeded,
     PackTimedOut,
     ProgramBenchError,
+    RunDirUnwritable,
     SubmissionTooLarge,
     WorkspaceUnpackable,
 )
@@ -125,7 +126,7 @@ class AgentRecord:
     steps: int | None = None
     cost: float | None = None
     exit_status: str = ""
-    trajectory: Any = None
+    trajectory: str | None = None  # the text of <id>.traj.json (see trajectory_json)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -283,8 +284,10 @@ class Sandbox:
             self.record.cost = cost
         if "exit_status" in fields:
             self.record.exit_status = str(fields.pop("exit_status"))[:200]
+        if TRAJECTORY_TEXT in fields:  # made in the agent's own process, already bounded
+            self.record.trajectory = str(fields.pop(TRAJECTORY_TEXT))[: 2 * TRAJECTORY_MAX_CHARS]
         if "trajectory" in fields:
-            self.record.trajectory = json_safe(fields.pop("trajectory"), "trajectory")
+            self.record.trajectory = trajectory_json(fields.pop("trajectory"))
         self.record.extra.update({k: v for k, v in fields.items() if isinstance(k, str)})
 
     # -- what the harness does --------------------------------------------------
@@ -375,6 +378,11 @@ class Sandbox:
                 ) from None
             raise PackTimedOut(self.instance_id, timeout, where) from None
         except (DockerException, OSError, EOFError) as exc:
+            if isinstance(exc, OSError) and _written_on_host(exc, dest):
+                where = self._keep_for_inspection()  # the run directory failed, not the workspace
+                raise RunDirUnwritable(
+                    str(os.fsdecode(exc.filename or dest)), exc.strerror or str(exc), str(dest.parent), where
+                ) from None
             raise WorkspaceUnpackable(self.instance_id, str(exc) or type(exc).__name__) from None
 
     def _keep_for_inspection(self) -> str:
@@ -412,6 +420,15 @@ class Sandbox:
         return OSError(errno.EIO, said or f"failed with exit code {result.returncode}", target)
 
 
+def _written_on_host(exc: OSError, dest: Path) -> bool:
+    """A write into the run directory failed (read-only, full), as opposed to the engine's read."""
+    from pytest_programbench.files import WRITE_FAILURES
+
+    if exc.errno not in WRITE_FAILURES:
+        return False
+    return not exc.filename or dest.parent in Path(os.fsdecode(exc.filename)).parents
+
+
 @dataclass(frozen=True)
 class SandboxHandle:
     """A sandbox as builtins, so it crosses into an agent's own process (see agents.run_agent)."""
@@ -434,6 +451,42 @@ class SandboxHandle:
             env=dict(self.env),
             instance_id=self.instance_id,
         )
+
+
+#: A reported trajectory whose JSON text is longer than this is saved as its first and last
+#: half of that text (and the count of what was cut): an agent's 300 MB report cost the
+#: harness 912 MB and the run directory 300 MB.
+TRAJECTORY_MAX_CHARS = 16 << 20
+#: The report field a trajectory crosses from an agent's own process in, as text already.
+TRAJECTORY_TEXT = "pb_trajectory_json"
+
+
+def trajectory_json(value: Any) -> str:
+    """The text of ``<id>.traj.json`` for a reported trajectory: JSON, at most about
+    TRAJECTORY_MAX_CHARS of it (with a warning when cut), its repr when it is not JSON."""
+    try:
+        compact = json.dumps(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        _warn(f"trajectory is not JSON-serialisable ({exc}); saved as its repr")
+        return json.dumps(_short_repr(value, TRAJECTORY_MAX_CHARS))
+    if len(compact) <= TRAJECTORY_MAX_CHARS:
+        return json.dumps(value, indent=2)
+    half = TRAJECTORY_MAX_CHARS // 2
+    cut = len(compact) - 2 * half
+    _warn(f"trajectory is {len(compact)} characters of JSON; saved as its first and last {half} ({cut} cut)")
+    return json.dumps(
+        {
+            "pb_trajectory_cut": {
+                "characters": len(compact),
+                "cut": cut,
+                "kept_head": half,
+                "kept_tail": half,
+            },
+            "head": compact[:half],
+            "tail": compact[-half:],
+        },
+        indent=2,
+    )
 
 
 def json_safe(value: Any, what: str) -> Any:

@@ -10,13 +10,26 @@ A rerun converges like ``programbench eval`` without ``--force``: eval_batch's o
 ``get_branches_to_eval`` names the branches an existing eval.json still needs, those
 alone are evaluated and merged into it as eval_batch merges them, and an instance it
 would skip is summarised by its own ``_summary_from_existing``.
+
+Where the evaluator raises instead of scoring, ``programbench eval`` records a 0 and
+no eval.json; so do we, under a stable code saying whose fault it is: the submission's
+(``invalid_submission``: an archive the task image's tar refuses, found before any
+container starts when it can be) or the evaluator's own limits (``evaluator_crashed``:
+step output it cannot decode). Each step's output is kept as its first and last MiB:
+the official tool keeps all of it, in memory and in eval.json (a 500 MB build log took
+2.4 GB), and no score depends on it.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import functools
+import io
 import itertools
+import logging
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -25,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_programbench import files
-from pytest_programbench.errors import EvaluatorCrashed
+from pytest_programbench.errors import EvaluatorCrashed, HiddenTestsBroken, SubmissionInvalid
 from pytest_programbench.model import Instance, Outcome
 from pytest_programbench.tasks import load_tests
 
@@ -35,6 +48,13 @@ if TYPE_CHECKING:
 
     from pytest_programbench.containers import Engine
     from pytest_programbench.integrity import Audit
+
+
+log = logging.getLogger("pytest_programbench")
+
+#: Verdicts the evaluator gave no eval.json for (``programbench eval`` writes none either): 0,
+#: and nothing for a rerun to build on.
+NO_EVAL_JSON = frozenset({SubmissionInvalid.code, EvaluatorCrashed.code})
 
 
 def eval_json_path(instance_dir: Path, instance_id: str) -> Path:
@@ -78,8 +98,13 @@ def score_submission(
     memory: str = "",
     branches: list[str] | None = None,
     merge_into: Path | None = None,
+    max_unpacked: int = 0,
 ) -> Outcome:
     """Compile and test ``submission`` in fresh cleanroom containers; write eval.json.
+
+    The archive is read to its end first (submissions.check_archive, ``max_unpacked``
+    bytes at most): one the task image's tar would refuse scores 0 as ``invalid_submission``
+    without a container started.
 
     ``branches`` (default: every active one) are the branches to test; ``merge_into``,
     the eval.json they complete, takes the new result merged into it.
@@ -94,6 +119,12 @@ def score_submission(
     from programbench.eval.eval import EvaluationResult
     from programbench.utils.load_data import get_active_branches, get_ignored_branches, get_ignored_tests
 
+    from pytest_programbench.submissions import check_archive
+
+    try:
+        check_archive(submission, max_unpacked)
+    except SubmissionInvalid as exc:
+        return unscored(instance, exc.code, exc.message)
     task = task if task is not None else load_tests(instance)
     active = get_active_branches(task)
     to_test = branches if branches is not None else active
@@ -123,7 +154,7 @@ def score_submission(
             result = evaluator.run()
     except Exception as exc:  # the evaluator only catches its own step errors
         _check_engine(engine, str(exc))
-        raise EvaluatorCrashed(instance.instance_id, f"{type(exc).__name__}: {exc}") from exc
+        return _crashed(instance, submission, blob_dir, exc)
     elapsed = time.monotonic() - started
     _check_engine(engine, _failure_text(result))
     if merge_into is not None and not result.error_code:
@@ -141,6 +172,55 @@ def score_submission(
     findings = audit.dicts()
     write_integrity(instance_dir, instance.instance_id, findings, audit.errors, image)
     return replace(outcome, findings=findings)
+
+
+def unscored(instance: Instance, code: str, message: str) -> Outcome:
+    """A 0 where ``programbench eval`` records one without an eval.json (it crashed): the cause named."""
+    return Outcome.from_score(instance, score=0.0, n_resolved=0, n_tests=0, error_code=code, message=message)
+
+
+#: What the evaluator's ContainerEnvironment raises when the container's ``tar -x`` fails.
+_TAR_REFUSED = "tar stream into container failed"
+
+
+def _crashed(instance: Instance, submission: Path, blob_dir: Path, exc: Exception) -> Outcome:
+    """The evaluator raised (``programbench eval`` then scores the instance 0): whose fault, and what to do.
+
+    Raises the harness errors (a broken hidden-test archive, anything unknown), returns the 0
+    of a submission the task image's tar refused or of output the evaluator cannot decode.
+    """
+    text = str(exc).strip()
+    branch = getattr(exc, "pb_branch", None)
+    lines = [
+        line.strip() for line in text.removeprefix(_TAR_REFUSED).strip(": ").splitlines() if line.strip()
+    ]
+    # tar's and gzip's own words, not docker's (a container that died under the copy is no archive's fault)
+    if isinstance(exc, RuntimeError) and text.startswith(_TAR_REFUSED) and _said_by_tar(lines):
+        detail = "; ".join(lines)
+        if branch is not None:
+            archive = blob_dir / "tests" / f"{branch}.tar.gz"
+            raise HiddenTestsBroken(
+                instance.instance_id, branch, str(archive), f"the task image's tar: {detail}"
+            )
+        refused = SubmissionInvalid(str(submission), f"the task image's tar refused it: {detail}")
+        return unscored(instance, refused.code, refused.message)
+    if isinstance(exc, UnicodeDecodeError):
+        step = getattr(exc, "pb_step", "a")
+        return unscored(
+            instance,
+            EvaluatorCrashed.code,
+            f"cause: undecodable_output. programbench's evaluator decodes every step's output as text and "
+            f"crashed on the {step} step's ({exc.reason}: byte {exc.object[exc.start : exc.start + 1]!r} "
+            f"at offset {getattr(exc, 'pb_offset', exc.start)}); `programbench eval` scores this submission "
+            "0 too (error code UnicodeDecodeError), so a rerun gives the same. This is the evaluator's "
+            "limit, not a fault in the archive: to be scored, the build and the program must print "
+            f"{_text_encoding()} only",
+        )
+    raise EvaluatorCrashed(instance.instance_id, f"{type(exc).__name__}: {text or '(no message)'}") from exc
+
+
+def _said_by_tar(lines: list[str]) -> bool:
+    return any(line.startswith(("tar: ", "gzip: ")) for line in lines)
 
 
 def merge_like_eval_batch(
@@ -314,20 +394,21 @@ def write_integrity(
 def _evaluator_class(
     progress: Callable[[str], object] | None, n_branches: int, audit: Audit | None = None
 ) -> Any:
-    """The official Evaluator, observed: progress lines, and the integrity audit's looks.
+    """The official Evaluator, observed: progress lines, the integrity audit's looks, and
+    where it raised (the step, the branch), with each step's output bounded.
 
     Private programbench API, used here only: the Evaluator's ``_compile_executable``,
-    ``_run_step``, ``_evaluate_branch``, ``_run_test_branch`` and ``_copy_file_from_container``
-    (tests/unit/test_private_apis.py checks they exist). Only observes: each override calls
-    the original unchanged and returns what it returned; the audit reads containers through
-    the engine and never raises. Should a programbench release rename these methods, the
-    evaluator still runs and we are just blinder (the audit then records nothing for that
-    step).
+    ``_run_step``, ``_evaluate_branch``, ``_run_test_branch`` and ``_copy_file_from_container``,
+    and ContainerEnvironment's ``execute`` (tests/unit/test_private_apis.py checks they
+    exist). Each override calls the original unchanged and returns what it returned; the
+    audit reads containers through the engine and never raises. One thing is changed: a
+    step's command runs through :func:`bounded_execute`, which returns what
+    ``ContainerEnvironment.execute`` returns but keeps only the head and tail of long output.
+    Should a programbench release rename these methods, the evaluator still runs and we are
+    just blinder (the audit then records nothing for that step).
     """
     from programbench.eval.eval import Evaluator
 
-    if progress is None and audit is None:
-        return Evaluator
     report: Callable[[str], object] = progress or (lambda line: None)
     numbers = itertools.count(1)  # branches run in a thread pool; next() on a count is atomic
     current = threading.local()  # the branch each evaluator thread is testing
@@ -341,7 +422,14 @@ def _evaluator_class(
             return done
 
         def _run_step(self, command: str, *args: Any, **kwargs: Any) -> Any:
-            done = super()._run_step(command, *args, **kwargs)
+            env = kwargs.get("env")
+            if env is not None and "execute" not in vars(env):
+                env.execute = functools.partial(bounded_execute, env)
+            try:
+                done = super()._run_step(command, *args, **kwargs)
+            except UnicodeDecodeError as exc:
+                exc.pb_step = kwargs.get("step_name", "a")  # type: ignore[attr-defined]
+                raise
             if audit is not None and kwargs.get("step_name") == "compile":
                 audit.after_compile_step(kwargs["env"].container_id)
             return done
@@ -352,7 +440,12 @@ def _evaluator_class(
 
         def _run_test_branch(self, branch: str, *args: Any, **kwargs: Any) -> Any:
             current.branch = branch
-            return super()._run_test_branch(branch, *args, **kwargs)
+            try:
+                return super()._run_test_branch(branch, *args, **kwargs)
+            except Exception as exc:  # the branch an evaluator crash came from, for the message
+                if not hasattr(exc, "pb_branch"):
+                    exc.pb_branch = branch  # type: ignore[attr-defined]
+                raise
 
         def _copy_file_from_container(self, *args: Any, **kwargs: Any) -> Any:
             if audit is not None and kwargs.get("step_name") == "results_read":
@@ -401,3 +494,132 @@ def outcome_from_summary(
         branch_errors={b: list(codes) for b, codes in summary.test_branch_errors.items()},
         eval_seconds=eval_seconds,
     )
+
+
+#: What each stream of an evaluator step's output keeps: its first and last this many characters.
+STEP_OUTPUT_HEAD = STEP_OUTPUT_TAIL = 1 << 20
+_PIPE_READ = 1 << 16
+
+
+def _text_encoding() -> str:
+    """The encoding ``subprocess.run(text=True)`` decodes with here (the evaluator's choice)."""
+    return io.TextIOWrapper(io.BytesIO()).encoding
+
+
+class _Stream:
+    """One stream of a step's output, decoded as subprocess's text mode decodes it (strictly,
+    newlines translated), its head and tail kept and the middle counted."""
+
+    def __init__(self, encoding: str) -> None:
+        self._inner = codecs.getincrementaldecoder(encoding)("strict")
+        self._decoder = io.IncrementalNewlineDecoder(self._inner, translate=True)
+        self.head = ""
+        self._tail: list[str] = []
+        self._tail_len = 0
+        self.cut = 0
+        self.error: UnicodeDecodeError | None = None
+        self._fed = 0
+
+    def feed(self, data: bytes, final: bool = False) -> None:
+        if self.error is not None:
+            return
+        pending = len(self._inner.getstate()[0])
+        try:
+            text = self._decoder.decode(data, final)
+        except UnicodeDecodeError as exc:
+            exc.pb_offset = self._fed - pending + exc.start  # type: ignore[attr-defined]
+            self.error = exc
+            return
+        finally:
+            self._fed += len(data)
+        room = STEP_OUTPUT_HEAD - len(self.head)
+        if room > 0:
+            self.head += text[:room]
+            text = text[room:]
+        if text:
+            self._tail.append(text)
+            self._tail_len += len(text)
+            while self._tail_len - len(self._tail[0]) >= STEP_OUTPUT_TAIL:
+                self._tail_len -= len(self._tail[0])
+                self.cut += len(self._tail.pop(0))
+
+    def text(self) -> str:
+        tail = "".join(self._tail)
+        extra = len(tail) - STEP_OUTPUT_TAIL
+        if extra > 0:
+            tail, self.cut = tail[extra:], self.cut + extra
+            self._tail, self._tail_len = [tail], len(tail)
+        if not self.cut:
+            return self.head + tail
+        return f"{self.head}\n[... {self.cut} characters of output cut by pytest-programbench ...]\n{tail}"
+
+
+def _pump(pipe: Any, stream: _Stream) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        for chunk in iter(lambda: pipe.read1(_PIPE_READ), b""):
+            stream.feed(chunk)
+    stream.feed(b"", final=True)
+
+
+def bounded_execute(env: Any, command: str, *, timeout: int | None = None) -> dict[str, Any]:
+    """``ContainerEnvironment.execute`` (programbench 1.2), with each stream's output bounded.
+
+    The same ``docker exec -w <cwd> <id> bash -lc <command>``, the same timeout (on the
+    command's end and its output's) and sweep after it, the same decoding: output that
+    does not decode raises the UnicodeDecodeError ``subprocess.run(text=True)`` raises
+    there. Only the memory differs: each of stdout and stderr keeps its first and last
+    MiB, and the note between them says how much was cut, where the original held it all.
+    """
+    timeout = timeout or env.default_timeout
+    cmd = [env.executable, "exec", "-w", env.cwd, env.container_id, "bash", "-lc", command]
+    encoding = _text_encoding()
+    streams = (_Stream(encoding), _Stream(encoding))
+    deadline = time.monotonic() + timeout
+    with subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        pumps = [
+            threading.Thread(target=_pump, args=(pipe, stream), daemon=True)
+            for pipe, stream in zip((proc.stdout, proc.stderr), streams, strict=True)
+        ]
+        for pump in pumps:
+            pump.start()
+        try:
+            for pump in pumps:
+                pump.join(max(0.0, deadline - time.monotonic()))
+            if any(pump.is_alive() for pump in pumps):
+                raise subprocess.TimeoutExpired(cmd, timeout)
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            _sweep_after_timeout(env)
+            return {"output": "", "returncode": -1, "exception_info": f"Command timed out after {timeout}s"}
+    for stream in streams:
+        if stream.error is not None:
+            raise stream.error
+    return {
+        "output": streams[0].text() + streams[1].text(),
+        "returncode": proc.returncode,
+        "exception_info": "",
+    }
+
+
+def _sweep_after_timeout(env: Any) -> None:
+    """What ContainerEnvironment.execute does after a timeout: SIGKILL all but PID 1 in the container."""
+    try:
+        subprocess.run(
+            [
+                env.executable,
+                "exec",
+                env.container_id,
+                "bash",
+                "-c",
+                "kill -KILL -1 2>/dev/null; sleep 0.2; kill -KILL -1 2>/dev/null; true",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except Exception as exc:
+        log.warning("in-container teardown after execute() timeout failed: %s", exc)

@@ -123,10 +123,15 @@ def task_yaml_problem(meta: Any) -> str:
     """What is wrong with a parsed task.yaml, or "" (the fields we and programbench read)."""
     if not isinstance(meta, dict):
         return f"expected a mapping, found {type(meta).__name__}"
-    for key in ("language", "difficulty", "repository", "commit"):
+    for key in ("language", "difficulty", "repository"):
         value = meta.get(key)
         if value is not None and not isinstance(value, str):
             return f"{key} must be a string, found {type(value).__name__}"
+    # A SHA of digits reads as a YAML number (or a date): programbench's loader takes any value, and
+    # nothing scores by it, so any single value is taken, as text.
+    commit = meta.get("commit")
+    if isinstance(commit, dict | list):
+        return f"commit must be a string, found {type(commit).__name__}"
     return ""
 
 
@@ -183,4 +188,21 @@ def load_tests(instance: Instance) -> dict[str, Any]:
             raise TaskInvalid(str(tests_file), problem)
         entry.update(data)
     entry.setdefault("branches", {})
+    if entry.get("commit") is not None:
+        entry["commit"] = str(entry["commit"])  # as the file spells it, for what reads it later
+    problem = _no_active_branch(entry, tests_file)
+    if problem:
+        raise TaskInvalid(str(tests_file), problem)
     return entry
+
+
+def _no_active_branch(entry: dict[str, Any], tests_file: Path) -> str:
+    """Why the task would run no hidden test at all, or "" (programbench eval skips such a task)."""
+    branches = entry["branches"]
+    if any(not info.get("ignored") for info in branches.values()):
+        return ""
+    if not tests_file.exists():
+        return "it is missing, so the task has no hidden-test branch to score against"
+    if not branches:
+        return "it names no branch ('branches' is empty), so no hidden test would run"
+    return f"every branch is ignored ({', '.join(sorted(branches))}), so no hidden test would run"

@@ -10,10 +10,12 @@ subprocess that inherits it; the subprocesses are also what the concurrency test
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Any
 import pytest
 from fakehub import FakeHub
 
-from pytest_programbench.errors import HiddenTestsMissing
+from pytest_programbench.errors import HiddenTestsBroken, HiddenTestsMissing
 from pytest_programbench.hidden_tests import fetch_hidden_tests
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -62,8 +64,15 @@ print(json.dumps(out))
 
 
 def _archive(seed: str, size: int) -> bytes:
-    # Distinct, incompressible-looking bytes per archive so a mix-up cannot compare equal.
-    return (seed.encode() * (size // len(seed) + 1))[:size] + os.urandom(64)
+    # A real gzip tar (every archive is read to its end before use), of distinct,
+    # incompressible-looking bytes per archive so a mix-up cannot compare equal.
+    data = (seed.encode() * (size // len(seed) + 1))[:size] + os.urandom(64)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("eval/data.bin")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -168,6 +177,17 @@ def test_blob_dir_rejects_directory_in_place_of_archive(repo_dir: Path) -> None:
         fetch_hidden_tests(IID, ["weird"], blob_dir=repo_dir)
 
 
+def test_blob_dir_names_a_broken_archive(repo_dir: Path) -> None:
+    archive = repo_dir / IID / "tests" / "br2.tar.gz"
+    archive.write_bytes(archive.read_bytes()[:-8])  # a download cut short: no gzip trailer
+    with pytest.raises(HiddenTestsBroken) as info:
+        fetch_hidden_tests(IID, ["br1", "br2"], blob_dir=repo_dir)
+    assert (info.value.code, info.value.branch) == ("hidden_tests_broken", "br2")
+    assert f"hidden-test archive {archive} ({IID} branch br2) is broken: the gzip data ends at byte" in str(
+        info.value
+    )
+
+
 @pytest.mark.parametrize("iid", ["", "..", "a/b", "../acme__tool.abc1234"])
 def test_rejects_ids_that_are_not_one_path_component(repo_dir: Path, iid: str) -> None:
     with pytest.raises(ValueError, match="not an instance id"):
@@ -203,6 +223,21 @@ def test_hub_download_lands_in_hf_cache(hub: FakeHub, hf_env: Path, repo_dir: Pa
     assert not (got / "tests" / "br2.tar.gz").exists()
     # page_size=3 made the client follow the Link pagination to see every file.
     assert hub.count("GET", f"/api/datasets/{HF_REPO}/tree/") > 1
+
+
+def test_a_broken_archive_in_the_cache_is_named_with_what_to_delete(
+    hf_env: Path, repo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = repo_dir / IID / "tests" / "br3.tar.gz"
+    archive.write_bytes(archive.read_bytes() + b"junk")  # the dataset's copy itself is bad
+    with FakeHub(repo_dir, repo_id=HF_REPO, page_size=3) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        result = fetch(["br1", "br3"])
+    assert (result.get("error"), result.get("branch")) == ("HiddenTestsBroken", "br3"), result
+    link = _cache_repo_dir(hf_env) / "snapshots" / hub.sha / IID / "tests" / "br3.tar.gz"
+    # The remedy names two real paths: the snapshot's link and the blob it points to.
+    assert f"Delete the cached copy ({link.resolve()}) and its link ({link})" in result["message"]
+    assert link.is_symlink() and link.resolve().is_file()
 
 
 def test_second_call_is_served_from_cache(hub: FakeHub) -> None:

@@ -156,9 +156,33 @@ def test_load_tests_merges_task_yaml_and_tests_json(tmp_path: Path) -> None:
     assert entry["image_name"] == "programbench/x__ok.1"
 
 
-def test_load_tests_without_tests_json_has_no_branches(tmp_path: Path) -> None:
-    d = write_task(tmp_path, "x__ok.1", "language: c\n")
-    assert tasks.load_tests(instance("x__ok.1", task_dir=str(d)))["branches"] == {}
+@pytest.mark.parametrize(
+    ("tests_json", "problem"),
+    [
+        (None, "it is missing, so the task has no hidden-test branch"),
+        ({"branches": {}}, "it names no branch ('branches' is empty)"),
+        ({"branches": {"b": {"tests": ["t"], "ignored": True}}}, "every branch is ignored (b)"),
+    ],
+)
+def test_a_task_without_an_active_branch_names_its_tests_json(
+    tmp_path: Path, tests_json: object, problem: str
+) -> None:
+    # Not fetch_hidden_tests's bare "needs at least one branch" ValueError, deep in scoring.
+    d = write_task(tmp_path, "x__none.1", "language: c\n")
+    if tests_json is not None:
+        (d / "tests.json").write_text(json.dumps(tests_json))
+    with pytest.raises(TaskInvalid) as info:
+        tasks.load_tests(instance("x__none.1", task_dir=str(d)))
+    assert str(info.value).startswith(f"task file {d / 'tests.json'} is invalid: {problem}")
+
+
+@pytest.mark.parametrize("commit", ["1234567", "0x1f", "2024-01-01", "12e4", "true"])
+def test_a_commit_yaml_reads_as_another_type_is_taken_as_text(tmp_path: Path, commit: str) -> None:
+    # programbench's loader takes any value here; a SHA of digits reads as an int.
+    write_task(tmp_path, "x__num.1", f"language: c\ncommit: {commit}\n")
+    [inst] = tasks.load_instances(tmp_path, image_tag="t", skip_fixtures=False)
+    (tmp_path / "x__num.1" / "tests.json").write_text(json.dumps({"branches": {"b": {"tests": ["t"]}}}))
+    assert isinstance(tasks.load_tests(inst)["commit"], str)
 
 
 def test_a_broken_tests_json_is_task_invalid_naming_it(tmp_path: Path) -> None:
