@@ -27,7 +27,6 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO
 
 #: Pieces shorter than this, or made of one byte value, match too much to mean anything.
 MIN_PIECE = 64

@@ -103,7 +103,8 @@ FIXTURES: dict[str, Fixture] = {
 HONEST = {(f.name, kind) for f in FIXTURES.values() for kind in f.compile_sh}
 #: Cheats: each scores 1.00 officially; what the audit must say about each is in the tests.
 CHEATS = (
-    "gzip_shm",  # the reference gzipped; ./executable a script unpacking it to /dev/shm at run time
+    "gzip_shm",  # the reference gzipped; ./executable a script keeping it in /dev/shm, run from a
+    # copy in /tmp that is removed again (Docker mounts /dev/shm noexec)
     "gzip_tmp",  # the same, unpacked to /tmp
     "memfd",  # a launcher holding the reference XOR-ed, run through memfd_create + fexecve
     "cache_stash",  # the reference (base64 in the submission) unpacked into a toolchain cache
@@ -155,7 +156,9 @@ def build_image(fixture: Fixture, *, base: str = BASE_IMAGE, created: list[str] 
 
 def reference(fixture: Fixture, image: str | None = None) -> bytes:
     """The image's ``/workspace/executable``: the compiled reference."""
-    container = _docker("create", "--label", "io.pytest-programbench.run=test-realistic", image or image_tag(fixture))
+    container = _docker(
+        "create", "--label", "io.pytest-programbench.run=test-realistic", image or image_tag(fixture)
+    )
     container = container.strip()
     try:
         raw = subprocess.run(
@@ -234,7 +237,9 @@ def instance_id(fixture: Fixture, kind: str) -> str:
     return f"pbreal__{fixture.name}-{kind.replace('_', '-')}.0c0ffee{SESSION_TOKEN}"
 
 
-def clone(fixture: Fixture, root: Path, kinds: Iterable[str], *, image: str) -> tuple[Path, Path, dict[str, str]]:
+def clone(
+    fixture: Fixture, root: Path, kinds: Iterable[str], *, image: str
+) -> tuple[Path, Path, dict[str, str]]:
     """The fixture's task under one instance id per submission kind: (tasks, blobs, kind -> id)."""
     ids = {kind: instance_id(fixture, kind) for kind in kinds}
     write_task(fixture, root / "tasks", root / "blobs", ids.values(), image=image)
@@ -253,6 +258,20 @@ if [ ! -x "$d/tool" ]; then
         && mv -f "$d/tool.$$" "$d/tool" || exit 127
 fi
 exec "$d/tool" "$@"
+"""
+
+# Docker mounts /dev/shm noexec: the tool is kept there, out of every layer, and each run
+# starts from a copy in /tmp that is gone again when it ends.
+_UNPACK_SHM = """#!/bin/sh
+d=/dev/shm/.tool-$(id -u)
+if [ ! -s "$d/tool" ]; then
+    mkdir -p "$d" && gunzip -c /workspace/vendor/tool.gz > "$d/tool.$$" && mv -f "$d/tool.$$" "$d/tool" || exit 127
+fi
+run=$(mktemp /tmp/.run.XXXXXX) && cat "$d/tool" > "$run" && chmod +x "$run" || exit 127
+"$run" "$@"
+status=$?
+rm -f "$run"
+exit $status
 """
 
 _LAUNCHER = r"""#define _GNU_SOURCE
@@ -293,10 +312,10 @@ def submission_files(fixture: Fixture, kind: str, ref: bytes | None = None) -> d
     if ref is None:
         raise ValueError(f"the {kind} submission needs the reference binary")
     if kind in ("gzip_shm", "gzip_tmp"):
-        where = "/dev/shm" if kind == "gzip_shm" else "/tmp"
+        script = _UNPACK_SHM if kind == "gzip_shm" else _UNPACK.format(where="/tmp")
         return {
             "compile.sh": _compile("cp run.sh executable\nchmod +x executable\n"),
-            "run.sh": (0o755, _UNPACK.format(where=where).encode()),
+            "run.sh": (0o755, script.encode()),
             "vendor/tool.gz": (0o644, gzip.compress(ref, mtime=0)),
         }
     if kind == "memfd":

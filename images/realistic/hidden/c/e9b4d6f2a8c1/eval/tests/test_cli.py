@@ -21,4 +21,8 @@ def test_version_and_help():
 
 def test_large_file(tmp_path):
     data = big_file(tmp_path / "big.bin")
-    assert run("-x", tmp_path / "big.bin").stdout == b"%08x %d %s\n" % (crc(data), len(data), os.fsencode(tmp_path / "big.bin"))
+    assert run("-x", tmp_path / "big.bin").stdout == b"%08x %d %s\n" % (
+        crc(data),
+        len(data),
+        os.fsencode(tmp_path / "big.bin"),
+    )

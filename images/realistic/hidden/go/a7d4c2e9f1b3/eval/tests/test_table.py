@@ -9,6 +9,7 @@ note        3      1    -    -      -            -  text(4)
 4 rows
 """
 
+
 def test_table_of_standard_input():
     r = run(stdin=SALES)
     assert (r.returncode, r.stdout) == (0, TABLE)
@@ -34,4 +35,7 @@ def test_columns_by_name_and_index():
 
 def test_short_records_count_as_empty():
     r = run("-j", stdin="a,b\n1\n2,3\n")
-    assert r.stdout.splitlines()[1] == '{"name":"b","count":1,"empty":1,"type":"number","min":3,"max":3,"sum":3,"mean":3}'
+    assert (
+        r.stdout.splitlines()[1]
+        == '{"name":"b","count":1,"empty":1,"type":"number","min":3,"max":3,"sum":3,"mean":3}'
+    )

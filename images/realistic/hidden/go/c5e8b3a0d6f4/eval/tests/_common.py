@@ -10,7 +10,9 @@ SALES = "region,units,price,note\nnorth,10,2.5,ok\nsouth,4,10,\neast,,7.25,late\
 
 
 def run(*args, stdin=""):
-    return subprocess.run([str(EXECUTABLE), *map(str, args)], input=stdin, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(EXECUTABLE), *map(str, args)], input=stdin, capture_output=True, text=True, timeout=60
+    )
 
 
 def big_csv(path, rows=150_000, seed=3):

@@ -3,7 +3,10 @@ from _common import SALES, big_csv, run
 
 def test_other_delimiter():
     r = run("-d", ";", "-j", "-c", "units", stdin=SALES.replace(",", ";"))
-    assert r.stdout == '{"name":"units","count":3,"empty":1,"type":"number","min":4,"max":10,"sum":20,"mean":6.666666667}\n'
+    assert (
+        r.stdout
+        == '{"name":"units","count":3,"empty":1,"type":"number","min":4,"max":10,"sum":20,"mean":6.666666667}\n'
+    )
 
 
 def test_missing_file(tmp_path):
