@@ -265,7 +265,8 @@ exec "$d/tool" "$@"
 _UNPACK_SHM = """#!/bin/sh
 d=/dev/shm/.tool-$(id -u)
 if [ ! -s "$d/tool" ]; then
-    mkdir -p "$d" && gunzip -c /workspace/vendor/tool.gz > "$d/tool.$$" && mv -f "$d/tool.$$" "$d/tool" || exit 127
+    mkdir -p "$d" && gunzip -c /workspace/vendor/tool.gz > "$d/tool.$$" \\
+        && mv -f "$d/tool.$$" "$d/tool" || exit 127
 fi
 run=$(mktemp /tmp/.run.XXXXXX) && cat "$d/tool" > "$run" && chmod +x "$run" || exit 127
 "$run" "$@"
