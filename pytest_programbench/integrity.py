@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from pytest_programbench import files
-from pytest_programbench.likeness import SHARE_THRESHOLD, Match, Reference
+from pytest_programbench.likeness import BUILT_SHARE_THRESHOLD, SHARE_THRESHOLD, Match, Reference
 
 if TYPE_CHECKING:
     from pytest_programbench.containers import Engine
@@ -379,12 +379,13 @@ def scan_submission(
     compiling. What counts is what the build produces (``Audit.compiled``). What the
     evaluator does not delete is checked: a file holding most of the reference's content,
     padded, cut, compressed or encoded (``reference``); the given binary as it was
-    (``clean_hashes``) is not.
+    (``clean_hashes``) is not, nor ``./executable``, which the evaluator deletes before the
+    build (an agent's own rebuild of the program is often left there).
     """
     clean = {h.lower() for h in clean_hashes}
     with archive.open("rb") as f:
         members = (
-            replace(m, resembles="") if m.sha256 in clean else m
+            replace(m, resembles="") if m.sha256 in clean or m.path == "executable" else m
             for m in read_members(f, mode="r|gz", reference=reference)
         )
         return scan_members(members, (), where="submission")
@@ -647,6 +648,10 @@ class Audit:
         self.not_checked: list[str] = []
         self.reference: Reference | None = None
         self.toolchain = DEFAULT_TOOLCHAIN
+        #: The sha256 of the executable the submission built, once known (compiled()).
+        self.built: str | None = None
+        # What the watch saw while compile.sh ran, judged once the built executable is known.
+        self._pending: list[tuple[str, int, str, Match | None, str]] = []
         self._lock = threading.Lock()
 
     def _add(self, findings: Iterable[Finding]) -> None:
@@ -727,19 +732,36 @@ class Audit:
         with watch:
             yield
         try:
-            shown_digests: set[str] = set()
-            for name, pid, digest, match in watch.results(self.reference):
-                if digest in shown_digests:  # the same program run again from another copy
-                    continue
-                shown_digests.add(digest)
-                how = f"the executable of a running process (host pid {pid}, /proc/{pid}/exe) {during}"
-                shown = _workspace_path(name)
-                if digest in self.clean_hashes:
-                    self._add([Finding("reference_binary", shown, f"sha256 {digest}; {how}")])
-                elif match is not None and match.share >= SHARE_THRESHOLD:
-                    self._add([Finding("reference_binary", shown, f"{match.describe()}; {how}")])
+            seen = [
+                (name, pid, digest, match, during)
+                for name, pid, digest, match in watch.results(self.reference)
+            ]
         except Exception as exc:
             self._guard(f"hashing process executables {during}", exc)
+            return
+        with self._lock:
+            self._pending += seen
+        if self.built is not None:
+            self._judge_processes()
+
+    def _judge_processes(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        shown_digests: set[str] = set()
+        for name, pid, digest, match, during in pending:
+            if digest in shown_digests:  # the same program run again from another copy
+                continue
+            shown_digests.add(digest)
+            how = f"the executable of a running process (host pid {pid}, /proc/{pid}/exe) {during}"
+            self._judge(_workspace_path(name), digest, match, how)
+
+    def _judge(self, path: str, digest: str, match: Match | None, how: str) -> None:
+        """A file or executable seen somewhere: the reference by hash, or most of its content."""
+        threshold = BUILT_SHARE_THRESHOLD if digest == self.built else SHARE_THRESHOLD
+        if digest in self.clean_hashes:
+            self._add([Finding("reference_binary", path, f"sha256 {digest}; {how}")])
+        elif match is not None and match.share >= threshold:
+            self._add([Finding("reference_binary", path, f"{match.describe()}; {how}")])
 
     def compiled(self, container_id: str, executable_hash: str | None) -> None:
         """After the build: the executable's hash and every file the build left in the container.
@@ -751,6 +773,8 @@ class Audit:
         """
         if executable_hash and executable_hash.lower() in self.clean_hashes:
             self._add([Finding("reference_binary", "executable", f"sha256 {executable_hash}; built")])
+        self.built = (executable_hash or "").lower()
+        self._judge_processes()
         roots = [WORKSPACE, *_TEMP_ROOTS]
         try:
             written = self.engine.written_files(container_id, ("/",))
@@ -794,12 +818,7 @@ class Audit:
                 continue
             if seen is None:
                 continue
-            digest, match = seen
-            shown = _workspace_path(path)
-            if digest in self.clean_hashes:
-                self._add([Finding("reference_binary", shown, f"sha256 {digest}; {how}")])
-            elif match is not None and match.share >= SHARE_THRESHOLD:
-                self._add([Finding("reference_binary", shown, f"{match.describe()}; {how}")])
+            self._judge(_workspace_path(path), *seen, how)
 
     def _look_at_tmpfs(self, container_id: str, during: str) -> None:
         try:
@@ -843,6 +862,7 @@ class Audit:
             self._guard("JUnit cross-check", exc)
 
     def dicts(self) -> list[dict[str, str]]:
+        self._judge_processes()  # a build that failed never told us its executable
         with self._lock:
             return [f.to_dict() for f in self.findings]
 

@@ -39,11 +39,16 @@ TARGET_PIECE = (128, 1024)
 BLOCK = 1 << 22
 #: Nested encodings tried (base64 of gzip of ... is two).
 MAX_DEPTH = 3
-#: A file holding at least this share of the reference is reported as holding it. Honest
-#: builds share what their toolchain links into every program: a plain `go build` of the Go
-#: fixture's own source holds 54% of its release-built reference (the Go runtime), Rust and
-#: C builds 0%; a copy cut, padded or packed holds 92% or more (tests/unit/test_likeness.py).
+#: A file holding at least this share of the reference is reported as holding it: a copy
+#: cut, padded, compressed or encoded holds 83% or more (tests/unit/test_likeness.py, on a
+#: small binary) and, on the realistic fixtures, 95% or more; other programs hold little
+#: (a plain `go build` of the Go fixture's own source 32%, the Go runtime both link).
 SHARE_THRESHOLD = 0.75
+#: The same for the executable the submission built (wherever it is seen): a build of the
+#: reference's very source with its compiler and flags, unstripped, holds 83% of it (the
+#: self-test task), which no agent rebuilding from the binary gets near; a copy with bytes
+#: appended holds 99% or more.
+BUILT_SHARE_THRESHOLD = 0.95
 #: Files smaller than this fraction of the reference are not examined (a compressed
 #: binary is rarely below a fifth of its size; a tenth leaves room).
 MIN_FILE_FRACTION = 0.1
@@ -124,8 +129,9 @@ class Reference:
                     kept.append(block)
                     kept_size += len(block)
 
-        plain = self.share_of(blocks())
-        for _ in blocks():  # the rest, for the sha256 (share_of stops early on a full match)
+        stream = blocks()
+        plain = self.share_of(stream)
+        for _ in stream:  # the rest, for the sha256 (share_of stops early on a full match)
             pass
         best = Match(plain, "", hasher.hexdigest())
         if best.share >= 0.999:
