@@ -22,6 +22,9 @@ import logging
 import os
 import posixpath
 import re
+import select
+import socket
+import struct
 import sys
 import tarfile
 import threading
@@ -530,6 +533,8 @@ class ProcessWatch:
 
     def __init__(self, procs_file: str) -> None:
         self.procs_file = procs_file
+        #: The container's cgroup directory name, as /proc/<pid>/cgroup of its processes shows it.
+        self._cgroup = "/" + os.path.basename(os.path.dirname(procs_file))
         self.opened: list[tuple[tuple[int, int, int, int], int, str, int]] = []  # key, fd, name, pid
         self._known: set[tuple[int, int, int, int]] = set()
         self._stop = threading.Event()
@@ -544,11 +549,28 @@ class ProcessWatch:
         self._thread.join()
 
     def _run(self) -> None:
-        while True:
-            self.look()
-            if self._stop.wait(WATCH_SECONDS):
+        events = exec_events()
+        try:
+            while not self._stop.is_set():
                 self.look()
-                return
+                if events is None:
+                    self._stop.wait(WATCH_SECONDS)
+                else:  # an exec in the container wakes us at once: most short programs are seen too
+                    while not self._stop.is_set():
+                        ready, _, _ = select.select([events], [], [], WATCH_SECONDS)
+                        if not ready or any(self._ours(pid) for pid in _exec_pids(events)):
+                            break
+            self.look()
+        finally:
+            if events is not None:
+                events.close()
+
+    def _ours(self, pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                return self._cgroup in f.read()
+        except OSError:
+            return False
 
     def look(self) -> None:
         try:
@@ -600,6 +622,47 @@ class ProcessWatch:
 
 
 _seen_lock = threading.Lock()
+
+# The kernel's process events connector (linux/cn_proc.h): every exec on the host, as it happens.
+_NETLINK_CONNECTOR, _CN_IDX_PROC, _CN_VAL_PROC, _PROC_CN_MCAST_LISTEN, _PROC_EVENT_EXEC = 11, 1, 1, 1, 2
+
+
+def exec_events() -> socket.socket | None:
+    """A socket told of every process start on this host, or None (not root, not Linux, another netns).
+
+    The watch still lists the container's processes every WATCH_SECONDS without it; with
+    it, it also looks the moment a process of the container execs, so most programs that
+    run for a millisecond are seen too.
+    """
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_CONNECTOR)
+    except (OSError, AttributeError):
+        return None
+    try:
+        sock.bind((0, _CN_IDX_PROC))
+        body = struct.pack("=IIIIHH", _CN_IDX_PROC, _CN_VAL_PROC, 0, 0, 4, 0) + struct.pack(
+            "=I", _PROC_CN_MCAST_LISTEN
+        )
+        sock.send(struct.pack("=IHHII", 16 + len(body), 3, 0, 0, 0) + body)  # NLMSG_DONE carries it
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def _exec_pids(sock: socket.socket) -> list[int]:
+    """The pids of the execs the connector queued (read until it is empty)."""
+    pids = []
+    for _ in range(1024):
+        try:
+            data = sock.recv(1 << 16)
+        except OSError:  # nothing left (EAGAIN), or the queue overflowed (ENOBUFS)
+            break
+        # nlmsghdr (16 bytes), cn_msg (20), proc_event: what, cpu, timestamp (16), then the pid.
+        if len(data) >= 60 and struct.unpack_from("=I", data, 36)[0] == _PROC_EVENT_EXEC:
+            pids.append(struct.unpack_from("=i", data, 52)[0])
+    return pids
 
 
 def _look(read: Callable[[int], bytes], size: int, reference: Reference | None) -> tuple[str, Match | None]:

@@ -308,3 +308,21 @@ def test_the_submission_is_checked_for_the_references_content_but_not_the_given_
     found = integrity.scan_submission(archive, Reference(binary), [hashlib.sha256(binary).hexdigest()])
     assert [(f.code, f.path) for f in found] == [("reference_binary", "vendor/tool.gz")]
     assert found[0].detail.startswith("100% of the reference's content once decoded (gzip); submission")
+
+
+def test_exec_events_are_read_from_the_process_connector_packets() -> None:
+    import socket
+    import struct
+
+    def packet(what: int, pid: int) -> bytes:
+        event = struct.pack("=IIQii", what, 0, 123, pid, pid)
+        cn = struct.pack("=IIIIHH", 1, 1, 0, 0, len(event), 0)
+        return struct.pack("=IHHII", 16 + len(cn) + len(event), 3, 0, 0, 0) + cn + event
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with ours, theirs:
+        theirs.setblocking(False)
+        for what, pid in ((2, 4242), (1, 7), (2, 99)):  # exec, fork, exec
+            ours.send(packet(what, pid))
+        assert integrity._exec_pids(theirs) == [4242, 99]
+        assert integrity._exec_pids(theirs) == []  # drained
