@@ -8,7 +8,9 @@ build``) fixtures of tests/realistic.py, whose audits read every file the build 
 Rust target/ directory, Go's build cache), hash and compare them with the reference's
 content, and watch the executables of the processes while compile.sh and each branch's
 tests run. Runs alternate A B A B after a warmup pair; every run's score must be 1.0 (A's
-with no finding). The verdict is on the worst task's median ratio.
+with no finding). The verdict is on the worst task's median ratio. Each task also reports
+``audit_share``: the audit's own seconds (its hooks, which the evaluator waits for, plus the
+process watch's CPU time) over the audited run's, a figure machine load moves far less.
 
     python benchmarks/bench_integrity.py --runs 3                 # selftest, rust, go
     python benchmarks/bench_integrity.py --runs 5 --tasks rust
@@ -17,6 +19,7 @@ with no finding). The verdict is on the worst task's median ratio.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -78,6 +81,45 @@ def realistic_task(name: str, root: Path) -> tuple[Instance, Path, Path, list[st
     return instance, submission, blobs / iid, made
 
 
+#: Seconds spent in the audit's own code during the current run: its hooks (which the
+#: evaluator's thread waits for) and the process watch's thread CPU time (which runs beside it).
+SPENT = {"hooks": 0.0, "watch_cpu": 0.0}
+
+
+def instrument() -> None:
+    """Time the audit's hooks and its watch thread, so a run says how much of it was the audit.
+
+    On a shared machine the A/B ratio of whole scorings moves by more than the audit costs;
+    the audit's own seconds over the run's are the steadier figure (``audit_share``).
+    """
+    from pytest_programbench import integrity
+
+    def timed(method: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                SPENT["hooks"] += time.perf_counter() - started
+
+        return call
+
+    for hook in ("task_image", "submission", "after_compile_step", "compiled", "before_results_read",
+                 "evaluator_log", "_judge_processes"):  # fmt: skip
+        setattr(integrity.Audit, hook, timed(getattr(integrity.Audit, hook)))
+    integrity.ProcessWatch.results = timed(integrity.ProcessWatch.results)  # type: ignore[method-assign]
+    run = integrity.ProcessWatch._run
+
+    def watched(self: Any) -> None:
+        started = time.thread_time()
+        try:
+            run(self)
+        finally:
+            SPENT["watch_cpu"] += time.thread_time() - started
+
+    integrity.ProcessWatch._run = watched  # type: ignore[method-assign]
+
+
 def measure(engine: Engine, name: str, root: Path, runs: int, cpus: int) -> dict[str, Any]:
     if name == "selftest":
         instance, submission, blobs, made = selftest_task(root, engine)
@@ -88,9 +130,12 @@ def measure(engine: Engine, name: str, root: Path, runs: int, cpus: int) -> dict
         image = engine.image_id(instance.image_ref)
         counter = iter(range(10**6))
 
+        shares: list[float] = []
+
         def once(audited: bool) -> float:
             out = root / f"run-{next(counter)}"
             audit = Audit(engine, task.get("eval_clean_hashes", [])) if audited else None
+            SPENT.update(hooks=0.0, watch_cpu=0.0)
             started = time.perf_counter()
             outcome = score_submission(
                 instance, submission, blob_dir=blobs, instance_dir=out, cpus=cpus, task=task,
@@ -99,9 +144,12 @@ def measure(engine: Engine, name: str, root: Path, runs: int, cpus: int) -> dict
             elapsed = time.perf_counter() - started
             if outcome.score != 1.0 or outcome.findings or (audit is not None and audit.errors):
                 raise SystemExit(f"unexpected verdict on {name}: {outcome} {audit and audit.errors}")
+            if audited:
+                shares.append((SPENT["hooks"] + SPENT["watch_cpu"]) / elapsed)
             return elapsed
 
         once(True), once(False)  # warmup: image layers, page cache, the reference's pieces
+        shares.clear()
         with_audit, without = [], []
         for _ in range(runs):
             with_audit.append(once(True))
@@ -109,7 +157,16 @@ def measure(engine: Engine, name: str, root: Path, runs: int, cpus: int) -> dict
     finally:
         for ref in made:
             engine.client.images.remove(ref)  # untag only: the fixture's image stays, cached
-    return {"task": name, **summarize(with_audit, without), "with_audit_s": with_audit, "without_s": without}
+    return {
+        "task": name,
+        **summarize(with_audit, without),
+        # The audit's own seconds (hooks + watch CPU) over the audited run's: 1/(1 - share) is
+        # the ratio it costs at most, however loaded the machine is.
+        "audit_share_median": statistics.median(shares),
+        "audit_share_max": max(shares),
+        "with_audit_s": with_audit,
+        "without_s": without,
+    }
 
 
 def main(argv: list[str]) -> None:
@@ -122,11 +179,18 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
 
     root = Path(tempfile.mkdtemp(prefix="pb-bench-integrity-"))
+    instrument()
     results = []
     with Engine() as engine:
         for name in args.tasks.split(","):
             results.append(measure(engine, name, root / name, args.runs, args.cpus))
-            print(f"{name}: median ratio {results[-1]['ratio_median']:.3f}", file=sys.stderr, flush=True)
+            done = results[-1]
+            print(
+                f"{name}: median ratio {done['ratio_median']:.3f}, "
+                f"audit share {done['audit_share_median']:.3f}",
+                file=sys.stderr,
+                flush=True,
+            )
     worst = max(results, key=lambda r: r["ratio_median"])
     finish(
         {

@@ -522,13 +522,14 @@ def task_image(engine: Engine, image: str, clean_hashes: Iterable[str]) -> TaskI
 
 
 class ProcessWatch:
-    """The executables of a local container's processes, looked at every WATCH_SECONDS.
+    """The executables of a local container's processes, looked at every WATCH_SECONDS and
+    whenever one of them execs (the kernel's process connector, when we may listen to it).
 
     Each new executable (by inode, size and times, so a program run a thousand times is
     opened once) is opened at once through ``/proc/<pid>/exe``, which works for a memfd or
-    a deleted file too, and hashed when the watch stops. A process that starts and ends
-    between two looks is not seen: the tests that run the program longest are the ones
-    this catches for sure.
+    a deleted file too, and hashed when the watch stops (once per process of ours: the
+    verdict is kept by that key). A process that ends before the look its exec triggered
+    is not seen; without the connector, one that starts and ends between two looks.
     """
 
     def __init__(self, procs_file: str) -> None:
@@ -589,11 +590,9 @@ class ProcessWatch:
                 continue
             self._known.add(key)
             with _seen_lock:
-                if key in _seen_exes:  # looked at by an earlier watch: python3, bash ...
-                    self.opened.append((key, -1, "", int(pid)))
-                    continue
+                known = key in _seen_exes  # looked at by an earlier watch: python3, bash ...
             try:
-                fd = os.open(exe, os.O_RDONLY)
+                fd = -1 if known else os.open(exe, os.O_RDONLY)
             except OSError:
                 continue
             try:
