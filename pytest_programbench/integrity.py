@@ -595,11 +595,7 @@ class ProcessWatch:
                 fd = -1 if known else os.open(exe, os.O_RDONLY)
             except OSError:
                 continue
-            try:
-                name = os.readlink(exe)
-            except OSError:
-                name = exe
-            self.opened.append((key, fd, name, int(pid)))
+            self.opened.append((key, fd, _exe_name(exe, fd), int(pid)))
 
     def results(self, reference: Reference | None) -> Iterator[tuple[str, int, str, Match | None]]:
         """(name in the container, host pid, sha256, likeness) of each executable seen; closes them."""
@@ -621,6 +617,24 @@ class ProcessWatch:
 
 
 _seen_lock = threading.Lock()
+
+
+def _exe_name(exe: str, fd: int) -> str:
+    """The executable's path as its process sees it, even once that process has exited.
+
+    Then our own open descriptor still names it, as this host sees the path: a file in a
+    container's overlay reads ``.../merged/<path>``, cut back to ``<path>``.
+    """
+    try:
+        return os.readlink(exe)
+    except OSError:
+        pass
+    try:
+        name = os.readlink(f"/proc/self/fd/{fd}") if fd >= 0 else ""
+    except OSError:
+        name = ""
+    return re.sub(r"^/.*?/merged(?=/)", "", name) or "(a process that has exited)"
+
 
 # The kernel's process events connector (linux/cn_proc.h): every exec on the host, as it happens.
 _NETLINK_CONNECTOR, _CN_IDX_PROC, _CN_VAL_PROC, _PROC_CN_MCAST_LISTEN, _PROC_EVENT_EXEC = 11, 1, 1, 1, 2
