@@ -27,10 +27,10 @@ act() {  # run a command, or only print it in a dry run
     if [ -n "$dry" ]; then say "would run: $*"; else "$@"; fi
 }
 
-# Image names the suite creates (tests/conftest.py's clones, the base and self-test images,
-# the pull tests' registry tags): what the leftover check looks at. Other sessions' images
-# on a shared engine are not the suite's business.
-SUITE_TAGS="${PB_SUITE_TAGS:-^(programbench/pbselftest_|pytest-programbench/|pbtest-|127\.0\.0\.1:|localhost:|programbench-compiled/)}"
+# Image names the suite creates (the clones of tests/support.py and tests/realistic.py, the
+# base, self-test and realistic images, the pull tests' registry tags): what the leftover
+# check looks at. Other sessions' images on a shared engine are not the suite's business.
+SUITE_TAGS="${PB_SUITE_TAGS:-^(programbench/pbselftest_|programbench/pbreal_|pytest-programbench/|pbtest-|127\.0\.0\.1:|localhost:|programbench-compiled/)}"
 suite_tags() { docker images --format '{{.Repository}}:{{.Tag}}' | grep -E "$SUITE_TAGS" | sort -u || true; }
 
 apt_install() {

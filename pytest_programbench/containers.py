@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import socket
+import stat
 import struct
 import tarfile
 import threading
@@ -722,6 +723,96 @@ class Engine:
         return upper, [d for d in lower.split(":") if d]
 
     @_reaching
+    def image_config(self, image: str) -> dict[str, Any]:
+        """The image's ``Config`` (``Env``, ``User``, ...), as ``docker image inspect`` shows it."""
+        return dict(self.client.api.inspect_image(image).get("Config") or {})
+
+    @_reaching
+    def image_files(self, image: str, paths: list[str]) -> dict[str, bytes]:
+        """Regular files of an image by path (missing ones left out); nothing is started.
+
+        On a local overlay2 engine they are read from the image's layer directories, top
+        layer first; elsewhere from a container that is created, read and removed.
+        """
+        driver = self.client.api.inspect_image(image).get("GraphDriver") or {}
+        data = driver.get("Data") or {}
+        layers = [data.get("UpperDir", ""), *(data.get("LowerDir") or "").split(":")]
+        layers = [d for d in layers if d]
+        if (
+            self.host.startswith("unix://")
+            and driver.get("Name") == "overlay2"
+            and layers
+            and all(os.access(d, os.R_OK | os.X_OK) for d in layers)
+        ):
+            return {path: found for path in paths if (found := _layered_file(layers, path)) is not None}
+        out: dict[str, bytes] = {}
+        created = self.client.containers.create(image, ["true"], labels={LABEL_ROLE: "probe"})
+        try:
+            for path in paths:
+                buffer = io.BytesIO()
+                with contextlib.suppress(Exception):  # missing or not a regular file
+                    self._copy_file(created, path, buffer)
+                    out[path] = buffer.getvalue()
+        finally:
+            self.remove(created)
+        return out
+
+    @_reaching
+    def local_processes(self, container_id: str) -> tuple[str, int] | None:
+        """Where this host sees the container's processes: (its cgroup's procs file, its init's pid).
+
+        Only for a local engine whose processes share our pid namespace (the pids in the
+        procs file are then ours: ``/proc/<pid>/exe`` opens each one's executable, memfd
+        included). None elsewhere: a remote engine, another pid namespace, no access.
+        """
+        if not self.host.startswith("unix://"):
+            return None
+        pid = int((self.client.api.inspect_container(container_id).get("State") or {}).get("Pid") or 0)
+        if pid <= 0:
+            return None
+        try:
+            lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        except OSError:
+            return None
+        for procs in cgroup_procs_files(lines):
+            try:
+                if str(pid) in Path(procs).read_text().split():
+                    return procs, pid
+            except OSError:
+                continue
+        return None
+
+    def tmpfs_files(self, container_id: str, pid: int) -> list[tuple[str, str]]:
+        """Regular files on the container's writable tmpfs mounts (``/dev/shm``, ``/dev``, ...).
+
+        They are in no layer, and the engine's archive API does not see a private /dev/shm,
+        so they are read through ``/proc/<pid>/root`` of the container's init: a local
+        engine only (``pid`` from :meth:`local_processes`). (path in it, path here) pairs.
+        """
+        root = f"/proc/{pid}/root"
+        try:
+            mounts = writable_tmpfs(Path(f"/proc/{pid}/mountinfo").read_text())
+        except OSError:
+            return []
+        found = []
+        for mount in mounts:
+            top = root + mount
+            try:
+                device = os.lstat(top).st_dev
+            except OSError:
+                continue
+            for folder, dirs, names in os.walk(top):
+                # Another filesystem mounted below (/dev/mqueue, /dev/pts) is not this mount's.
+                dirs[:] = [d for d in dirs if _same_device(os.path.join(folder, d), device)]
+                for name in names:
+                    full = os.path.join(folder, name)
+                    with contextlib.suppress(OSError):
+                        info = os.lstat(full)
+                        if stat.S_ISREG(info.st_mode) and info.st_dev == device:
+                            found.append((full[len(root) :], full))
+        return found
+
+    @_reaching
     def is_dir(self, container_id: str, path: str) -> bool:
         """Whether ``path`` is a directory in the container (a stat through the archive API)."""
         import base64
@@ -862,6 +953,64 @@ def _overlay_changes(upper: str, lowers: list[str]) -> list[tuple[str, str]]:
                 existed = any(os.path.lexists(lower + path) for lower in lowers)
                 found.append(("C" if existed else "A", path))
     return found
+
+
+def _layered_file(layers: list[str], path: str) -> bytes | None:
+    """``path`` as an overlay of ``layers`` (top first) shows it: the topmost copy, unless deleted."""
+    import stat
+
+    for layer in layers:
+        full = layer + path
+        try:
+            info = os.lstat(full)
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            return None  # a whiteout (deleted), a directory, a link: not a regular file
+        with open(full, "rb") as f:
+            return f.read()
+    return None
+
+
+def _same_device(path: str, device: int) -> bool:
+    try:
+        return os.lstat(path).st_dev == device
+    except OSError:
+        return False
+
+
+def writable_tmpfs(mountinfo: str) -> list[str]:
+    """Mount points of the read-write tmpfs mounts a ``/proc/<pid>/mountinfo`` lists."""
+    found = []
+    for line in mountinfo.splitlines():
+        fields, _, tail = line.partition(" - ")
+        parts, fs = fields.split(), tail.split()
+        if len(parts) < 6 or not fs or fs[0] != "tmpfs":
+            continue
+        options = set(parts[5].split(",")) | set((fs[2] if len(fs) > 2 else "").split(","))
+        if "rw" in options and "ro" not in options:
+            found.append(parts[4].encode().decode("unicode_escape"))  # mountinfo escapes spaces as \040
+    return found
+
+
+def cgroup_procs_files(lines: list[str]) -> list[str]:
+    """The ``cgroup.procs`` files a process's ``/proc/<pid>/cgroup`` lines point to, likeliest first.
+
+    cgroup v2 (``0::/path``) has one hierarchy at /sys/fs/cgroup; v1 one per controller
+    set (``4:pids:/docker/<id>`` at /sys/fs/cgroup/pids), of which the pids one is asked first.
+    """
+    found = []
+    for line in lines:
+        number, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if not path.startswith("/"):
+            continue
+        if number == "0" and controllers == "":
+            found.append((0, f"/sys/fs/cgroup{path.rstrip('/')}/cgroup.procs"))
+        elif controllers and not controllers.startswith("name="):
+            rank = 1 if "pids" in controllers.split(",") else 2
+            found.append((rank, f"/sys/fs/cgroup/{controllers}{path.rstrip('/')}/cgroup.procs"))
+    return [f for _, f in sorted(found, key=lambda rf: rf[0])]
 
 
 def _upper_files(upper: str, roots: tuple[str, ...]) -> list[tuple[str, str]]:

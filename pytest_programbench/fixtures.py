@@ -199,7 +199,11 @@ def pb_sandbox(
     from pytest_programbench.sandbox import Limits, open_sandbox
 
     limits = Limits(
-        cpus=pb_cpus, memory=pb_settings.memory, network=pb_settings.network, disk=pb_settings.disk
+        cpus=pb_cpus,
+        memory=pb_settings.memory,
+        network=pb_settings.network,
+        disk=pb_settings.disk,
+        reference=pb_settings.reference,
     )
     with open_sandbox(
         pb_engine,
@@ -238,6 +242,7 @@ def pb_agent_run(
     pb_sandbox.progress = pb_progress
     pb_progress(f"agent {agent_name(agent)} started", milestone=True)
     run, error = run_agent(agent, pb_instance, pb_sandbox, timeout=pb_settings.agent_timeout)
+    run = replace(run, reference=pb_sandbox.reference_access)
     ending = "timed out" if run.timed_out else f"crashed ({error_name(error)})" if error else "finished"
     if isinstance(error, ProgramBenchError):
         ending = f"stopped ({error.code})"

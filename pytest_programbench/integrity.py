@@ -16,20 +16,25 @@ and the shell sources ``/etc/profile``, ``/etc/profile.d`` and the home director
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import posixpath
 import re
+import select
+import socket
+import struct
 import sys
 import tarfile
 import threading
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from pytest_programbench import files
+from pytest_programbench.likeness import BUILT_SHARE_THRESHOLD, SHARE_THRESHOLD, Match, Reference
 
 if TYPE_CHECKING:
     from pytest_programbench.containers import Engine
@@ -42,8 +47,12 @@ CODES: dict[str, str] = {
     "shadowed_module": "a Python module at the workspace root named like one the test run imports",
     "hidden_test_dir": "files under eval/, the directory the hidden tests are unpacked into",
     "link_outside_workspace": "a symbolic link pointing outside /workspace",
-    "reference_binary": "a file whose sha256 is the given binary's (the task's eval_clean_hashes)",
-    "outside_workspace": "the compile step changed a file outside /workspace and the temp and cache dirs",
+    "reference_binary": "the given binary (the task's eval_clean_hashes), or most of its content, "
+    "in a file or a running process: copied, cut, padded, compressed or encoded",
+    "outside_workspace": "the compile step changed a file outside /workspace, the temp dirs and the "
+    "toolchain caches the task image's environment names",
+    "installed_binary": "the compile step installed a program outside /workspace (cargo install, "
+    "go install, make install)",
     "compile_left_process": "compile.sh left a process running in the compile container",
     "process_outlived_tests": "a process was still running when the evaluator read results.xml",
     "junit_mismatch": "results.xml disagrees with pytest's own summary of the same test run",
@@ -90,8 +99,8 @@ SHADOWABLE = (set(sys.stdlib_module_names) - _HARMLESS_NAMES) | {
 #: Outside /workspace, where a build may leave files for the test run (only hashes are checked there).
 _TEMP_ROOTS = ("/tmp", "/var/tmp")
 
-# Outside /workspace, honest builds write only temp files and toolchain caches.
-_ALLOWED_PREFIXES = (
+#: Outside /workspace and the toolchain caches, what honest builds and the evaluator itself change.
+_ALWAYS_ALLOWED = (
     WORKSPACE,
     *_TEMP_ROOTS,
     "/var/cache",
@@ -102,33 +111,108 @@ _ALLOWED_PREFIXES = (
     # The engine mounts its init there for `docker run --init`, which the evaluator uses.
     "/usr/sbin/docker-init",
     "/sbin/docker-init",
-    "/usr/local/cargo/registry",
-    "/usr/local/cargo/git",
-    "/usr/local/cargo/.package-cache",
-    "/usr/local/cargo/.global-cache",
-    "/go/pkg/mod",
-    "/go/pkg/sumdb",
 )
-_HOME_CACHES = (
-    ".cache",
-    ".cargo/registry",
-    ".cargo/git",
-    ".cargo/.package-cache",
-    ".cargo/.package-cache-mutate",
-    ".cargo/.global-cache",
-    "go/pkg/mod",
-    "go/pkg/sumdb",
-    ".config/go",
-    ".m2/repository",
-    ".gradle",
-    ".stack",
-    ".cabal/packages",
-    ".cabal/logs",
-    ".ghcup/cache",
-    ".npm",
-    ".ccache",
+
+# Each toolchain's own caches and lock files, as its documentation names them: (the variable
+# naming its home, that home's default below a user's home, what under it is cache).
+_TOOL_HOMES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    # https://doc.rust-lang.org/cargo/guide/cargo-home.html: registry/ and git/ are caches; the
+    # lock files .package-cache and .package-cache-mutate, and .global-cache (cargo's record of
+    # cache use, 1.78+); bin/ is where `cargo install` puts programs (see _TOOL_INSTALLS).
+    ("CARGO_HOME", ".cargo", ("registry", "git", ".package-cache", ".package-cache-mutate", ".global-cache")),
+    # rustup keeps downloads and temporary files in its home.
+    ("RUSTUP_HOME", ".rustup", ("downloads", "tmp", "update-hashes")),
+    # `go help gopath`: pkg/mod (GOMODCACHE's default) and the checksum database cache.
+    ("GOPATH", "go", ("pkg/mod", "pkg/sumdb")),
+    ("GOMODCACHE", "go/pkg/mod", ("",)),
+    # Maven, Gradle, Stack, Cabal, GHCup, npm and ccache: their own documented caches.
+    ("", ".m2/repository", ("",)),
+    ("GRADLE_USER_HOME", ".gradle", ("",)),
+    ("STACK_ROOT", ".stack", ("",)),
+    ("CABAL_DIR", ".cabal", ("packages", "logs")),
+    ("", ".ghcup", ("cache", "tmp", "logs")),
+    ("npm_config_cache", ".npm", ("",)),
+    ("CCACHE_DIR", ".ccache", ("",)),
 )
-_HOME = re.compile(r"^(/root|/home/[^/]+)/(.+)$")
+# XDG bases (https://specifications.freedesktop.org/basedir-spec): every tool's cache under the
+# cache home (go-build, pip, ccache ...); under the config home, Go's env file and telemetry.
+_XDG = (("XDG_CACHE_HOME", ".cache", ("",)), ("XDG_CONFIG_HOME", ".config", ("go",)))
+# Where installing a program puts it: `cargo install` (CARGO_HOME/bin, or CARGO_INSTALL_ROOT),
+# `go install` (GOBIN, else GOPATH/bin), `pip install --user` and friends (~/.local/bin).
+_TOOL_INSTALLS = (("CARGO_INSTALL_ROOT", "", "bin"), ("CARGO_HOME", ".cargo", "bin"), ("GOBIN", "", ""),
+                  ("GOPATH", "go", "bin"), ("", ".local", "bin"))  # fmt: skip
+#: Bookkeeping `cargo install` writes beside the programs it installs.
+_INSTALL_RECORDS = (".crates.toml", ".crates2.json")
+#: Directories on a usual PATH, where `make install` and other installers put programs.
+_SYSTEM_BIN = ("/usr/local/bin", "/usr/local/sbin", "/usr/bin", "/usr/sbin", "/bin", "/sbin")
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """What, outside /workspace, a build may write (caches) and where programs get installed.
+
+    Derived from the task image itself, never guessed: its ``Env`` (``CARGO_HOME``,
+    ``RUSTUP_HOME``, ``GOPATH``, ``GOMODCACHE``, ``GOCACHE``, ``GOBIN``, ``XDG_*``,
+    ``TMPDIR``, ``HOME``, ...) and its users' home directories, with each tool's
+    documented defaults below a home where the variable is not set.
+    """
+
+    caches: tuple[str, ...]
+    installs: tuple[str, ...]
+    records: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], homes: Iterable[str] = ()) -> Toolchain:
+        all_homes = list(dict.fromkeys([h for h in [env.get("HOME", ""), *homes] if h.startswith("/")]))
+        caches: list[str] = list(_ALWAYS_ALLOWED)
+        if env.get("TMPDIR", "").startswith("/"):
+            caches.append(env["TMPDIR"])
+        if env.get("GOCACHE", "").startswith("/"):
+            caches.append(env["GOCACHE"])
+        installs: list[str] = list(_SYSTEM_BIN)
+        records: list[str] = []
+
+        def tool_homes(variable: str, default: str) -> list[str]:
+            value = env.get(variable, "") if variable else ""
+            if value:  # GOPATH may be a list; the others are one path
+                return [v for v in value.split(":") if v.startswith("/")]
+            return [posixpath.join(h, default) for h in all_homes] if default else []
+
+        for variable, default, below in (*_TOOL_HOMES, *_XDG):
+            for home in tool_homes(variable, default):
+                caches += [posixpath.join(home, b).rstrip("/") for b in below]
+        for variable, default, bin_dir in _TOOL_INSTALLS:
+            for home in tool_homes(variable, default):
+                installs.append(posixpath.join(home, bin_dir).rstrip("/"))
+                if variable.startswith("CARGO"):
+                    records += [posixpath.join(home, r) for r in _INSTALL_RECORDS]
+        return cls(
+            tuple(dict.fromkeys(caches)), tuple(dict.fromkeys(installs)), tuple(dict.fromkeys(records))
+        )
+
+    def allows(self, path: str) -> bool:
+        return _under(path, self.caches) or path in self.records
+
+    def installed(self, path: str) -> bool:
+        return _under(path, self.installs)
+
+
+def _under(path: str, prefixes: Iterable[str]) -> bool:
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
+def image_homes(passwd: str) -> list[str]:
+    """Home directories of root and of the regular users (uid >= 1000) in an /etc/passwd."""
+    homes = []
+    for line in passwd.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 6 and fields[2].isdigit() and (fields[2] == "0" or 1000 <= int(fields[2]) < 65534):
+            homes.append(fields[5])
+    return homes
+
+
+#: Without the image's own configuration: root's and the agent's homes with the tools' defaults.
+DEFAULT_TOOLCHAIN = Toolchain.from_env({"HOME": "/root"}, ["/root", "/home/agent"])
 #: The evaluator's containers run `docker run --init ... sleep 2h`: one init, one keeper.
 _INIT_PREFIXES = ("/sbin/docker-init", "docker-init")
 _KEEPER = "sleep 2h"
@@ -181,6 +265,8 @@ class Member:
     sha256: str | None = None
     link: str = ""
     head: bytes = b""
+    #: How much of the reference it holds (likeness.Match.describe()) when that is most of it.
+    resembles: str = ""
 
 
 def _relative(name: str, root: str) -> str:
@@ -192,8 +278,14 @@ def _relative(name: str, root: str) -> str:
     return name.lstrip("/")
 
 
-def read_members(fileobj: IO[bytes], *, mode: Literal["r|", "r|gz"], root: str = "") -> Iterator[Member]:
-    """The members of a tar stream, regular files hashed on the way (the stream is read once)."""
+def read_members(
+    fileobj: IO[bytes], *, mode: Literal["r|", "r|gz"], root: str = "", reference: Reference | None = None
+) -> Iterator[Member]:
+    """The members of a tar stream, regular files hashed on the way (the stream is read once).
+
+    With a ``reference``, a file large enough to hold much of it is also asked how much it
+    does (likeness.py), as it is and decoded.
+    """
     from pytest_programbench.packing import forget_members
 
     with tarfile.open(fileobj=fileobj, mode=mode) as archive:
@@ -203,17 +295,20 @@ def read_members(fileobj: IO[bytes], *, mode: Literal["r|", "r|gz"], root: str =
             if not path:
                 continue
             if info.isreg():
-                digest, head = None, b""
+                digest, head, resembles = None, b"", ""
                 extracted = archive.extractfile(info)
                 if extracted is not None and info.size <= HASH_LIMIT:
-                    hasher = hashlib.sha256()
                     wants_head = posixpath.basename(path) in _INI_SECTIONS
-                    for block in iter(lambda f=extracted: f.read(1 << 20), b""):  # type: ignore[misc]
-                        hasher.update(block)
-                        if wants_head and len(head) < _HEAD:
-                            head += block[: _HEAD - len(head)]
-                    digest = hasher.hexdigest()
-                yield Member(path, "file", digest, head=head)
+                    if wants_head:
+                        head = extracted.read(_HEAD)
+                    read = _prefixed(head, extracted.read)
+                    if reference is not None and info.size >= reference.min_file_size:
+                        match = reference.examine(read)
+                        digest = match.sha256
+                        resembles = match.describe() if match.share >= SHARE_THRESHOLD else ""
+                    else:
+                        digest = _sha256_of(read)
+                yield Member(path, "file", digest, head=head, resembles=resembles)
             elif info.isdir():
                 yield Member(path, "dir")
             elif info.issym():
@@ -222,6 +317,25 @@ def read_members(fileobj: IO[bytes], *, mode: Literal["r|", "r|gz"], root: str =
                 yield Member(path, "hardlink", link=_relative(info.linkname, root))
             else:
                 yield Member(path, "other")
+
+
+def _prefixed(first: bytes, read: Callable[[int], bytes]) -> Callable[[int], bytes]:
+    """``read``, with ``first`` (bytes already read from it) given back before the rest."""
+    pending = [first] if first else []
+
+    def again(size: int) -> bytes:
+        if pending:
+            return pending.pop()
+        return read(size)
+
+    return again
+
+
+def _sha256_of(read: Callable[[int], bytes]) -> str:
+    hasher = hashlib.sha256()
+    for block in iter(lambda: read(1 << 20), b""):
+        hasher.update(block)
+    return hasher.hexdigest()
 
 
 def scan_members(members: Iterable[Member], clean_hashes: Iterable[str], *, where: str) -> list[Finding]:
@@ -242,6 +356,8 @@ def scan_members(members: Iterable[Member], clean_hashes: Iterable[str], *, wher
             found.append(Finding("link_outside_workspace", m.path, f"-> {m.link}; {where}"))
         if m.sha256 is not None and m.sha256 in clean:
             found.append(Finding("reference_binary", m.path, f"sha256 {m.sha256}; {where}"))
+        elif m.resembles:
+            found.append(Finding("reference_binary", m.path, f"{m.resembles}; {where}"))
     return found
 
 
@@ -273,41 +389,46 @@ def _escapes(path: str, target: str) -> bool:
     return resolved == ".." or resolved.startswith("../")
 
 
-def scan_submission(archive: Path) -> list[Finding]:
+def scan_submission(
+    archive: Path, reference: Reference | None = None, clean_hashes: Iterable[str] = ()
+) -> list[Finding]:
     """Findings in the submission archive as the agent left it (read on the host).
 
     No hash check here: an agent's workspace starts with the given ``./executable`` and
     most leave it, and the evaluator deletes every file with a given binary's hash before
-    compiling. What counts is what the build produces (``Audit.compiled``).
+    compiling. What counts is what the build produces (``Audit.compiled``). What the
+    evaluator does not delete is checked: a file holding most of the reference's content,
+    padded, cut, compressed or encoded (``reference``); the given binary as it was
+    (``clean_hashes``) is not, nor ``./executable``, which the evaluator deletes before the
+    build (an agent's own rebuild of the program is often left there).
     """
+    clean = {h.lower() for h in clean_hashes}
     with archive.open("rb") as f:
-        return scan_members(read_members(f, mode="r|gz"), (), where="submission")
+        members = (
+            replace(m, resembles="") if m.sha256 in clean or m.path == "executable" else m
+            for m in read_members(f, mode="r|gz", reference=reference)
+        )
+        return scan_members(members, (), where="submission")
 
 
-def changes_outside_workspace(changes: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+def changes_outside_workspace(
+    changes: Iterable[tuple[str, str]], toolchain: Toolchain = DEFAULT_TOOLCHAIN
+) -> list[tuple[str, str]]:
     """The leaf changes (kind, path) of a container diff that no honest build makes.
 
     A diff lists a directory as changed when anything below it changed; only leaves are
     evidence. A changed directory with nothing changed below it (a file made and removed
     again) is left to the caller, which can ask the engine whether the path is a directory.
+    What the toolchain's caches and lock files hold, and the temp dirs, are not listed.
     """
     entries = sorted(changes, key=lambda kp: kp[1])
     leaves = []
     for i, (kind, path) in enumerate(entries):
         below = i + 1 < len(entries) and entries[i + 1][1].startswith(path.rstrip("/") + "/")
-        if below or _allowed(path):
+        if below or toolchain.allows(path):
             continue
         leaves.append((kind, path))
     return leaves
-
-
-def _allowed(path: str) -> bool:
-    if any(path == p or path.startswith(p + "/") for p in _ALLOWED_PREFIXES):
-        return True
-    home = _HOME.match(path)
-    return home is not None and any(
-        home.group(2) == c or home.group(2).startswith(c + "/") for c in _HOME_CACHES
-    )
 
 
 def stray_processes(commands: Iterable[str]) -> list[str]:
@@ -412,12 +533,246 @@ def junit_mismatches(log_entries: Iterable[dict[str, Any]]) -> list[Finding]:
     return found
 
 
+@dataclass(frozen=True)
+class TaskImage:
+    """What the audit needs from the task image, read once per image per process."""
+
+    reference: Reference | None  # the given binary, when the image's ./executable is it
+    toolchain: Toolchain
+    note: str = ""  # why there is no reference, if there is none
+
+
+_task_images: dict[str, TaskImage] = {}
+_task_images_lock = threading.Lock()
+#: What was seen of each file content or process executable already looked at (any item of this
+#: process): sha256 -> match, and an executable's identity -> (sha256, match).
+_seen_content: dict[str, Match] = {}
+_seen_exes: dict[tuple[int, int, int, int], tuple[str, Match | None]] = {}
+#: How often the watch lists the processes of a container while compile.sh or the tests run.
+WATCH_SECONDS = 0.01
+#: Executables one watch keeps open at most (each stays readable, memfd too, until it is hashed).
+WATCH_MAX_EXES = 256
+
+
+def task_image(engine: Engine, image: str, clean_hashes: Iterable[str]) -> TaskImage:
+    """The task image's reference binary and toolchain layout (``Env``, users' homes), cached by id."""
+    with _task_images_lock:
+        known = _task_images.get(image)
+    if known is not None:
+        return known
+    config = engine.image_config(image)
+    env = dict(e.split("=", 1) for e in config.get("Env") or [] if "=" in e)
+    found = engine.image_files(image, [f"{WORKSPACE}/executable", "/etc/passwd"])
+    homes = image_homes(found.get("/etc/passwd", b"").decode(errors="replace")) or ["/root"]
+    toolchain = Toolchain.from_env({"HOME": "/root", **env}, homes)
+    binary = found.get(f"{WORKSPACE}/executable")
+    clean = {h.lower() for h in clean_hashes}
+    if binary is None:
+        result = TaskImage(None, toolchain, "the task image has no /workspace/executable")
+    elif hashlib.sha256(binary).hexdigest() not in clean:
+        result = TaskImage(
+            None, toolchain, "the task image's /workspace/executable is not in eval_clean_hashes"
+        )
+    else:
+        result = TaskImage(Reference(binary), toolchain)
+    with _task_images_lock:
+        _task_images[image] = result
+    return result
+
+
+class ProcessWatch:
+    """The executables of a local container's processes, looked at every WATCH_SECONDS and
+    whenever one of them execs (the kernel's process connector, when we may listen to it).
+
+    Each new executable (by inode, size and times, so a program run a thousand times is
+    opened once) is opened at once through ``/proc/<pid>/exe``, which works for a memfd or
+    a deleted file too, and hashed when the watch stops (once per process of ours: the
+    verdict is kept by that key). A process that ends before the look its exec triggered
+    is not seen; without the connector, one that starts and ends between two looks.
+    """
+
+    def __init__(self, procs_file: str) -> None:
+        self.procs_file = procs_file
+        #: The container's cgroup directory name, as /proc/<pid>/cgroup of its processes shows it.
+        self._cgroup = "/" + os.path.basename(os.path.dirname(procs_file))
+        self.opened: list[tuple[tuple[int, int, int, int], int, str, int]] = []  # key, fd, name, pid
+        self._known: set[tuple[int, int, int, int]] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pb-process-watch", daemon=True)
+
+    def __enter__(self) -> ProcessWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        events = exec_events()
+        try:
+            while not self._stop.is_set():
+                self.look()
+                if events is None:
+                    self._stop.wait(WATCH_SECONDS)
+                else:  # an exec in the container wakes us at once: most short programs are seen too
+                    while not self._stop.is_set():
+                        ready, _, _ = select.select([events], [], [], WATCH_SECONDS)
+                        if not ready or any(self._ours(pid) for pid in _exec_pids(events)):
+                            break
+            self.look()
+        finally:
+            if events is not None:
+                events.close()
+
+    def _ours(self, pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                return self._cgroup in f.read()
+        except OSError:
+            return False
+
+    def look(self) -> None:
+        try:
+            with open(self.procs_file) as f:
+                pids = f.read().split()
+        except OSError:
+            return
+        for pid in pids:
+            exe = f"/proc/{pid}/exe"
+            try:
+                info = os.stat(exe)
+            except OSError:
+                continue
+            key = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+            if key in self._known or len(self.opened) >= WATCH_MAX_EXES:
+                continue
+            self._known.add(key)
+            with _seen_lock:
+                known = key in _seen_exes  # looked at by an earlier watch: python3, bash ...
+            try:
+                fd = -1 if known else os.open(exe, os.O_RDONLY)
+            except OSError:
+                continue
+            self.opened.append((key, fd, _exe_name(exe, fd), int(pid)))
+
+    def results(self, reference: Reference | None) -> Iterator[tuple[str, int, str, Match | None]]:
+        """(name in the container, host pid, sha256, likeness) of each executable seen; closes them."""
+        for key, fd, name, pid in self.opened:
+            try:
+                with _seen_lock:
+                    known = _seen_exes.get(key)
+                if known is None and fd >= 0:
+                    with os.fdopen(os.dup(fd), "rb") as f:
+                        known = _look(f.read, key[1], reference)
+                    with _seen_lock:
+                        _seen_exes[key] = known
+                if known is not None and name:
+                    yield name, pid, known[0], known[1]
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+        self.opened.clear()
+
+
+_seen_lock = threading.Lock()
+
+
+def _exe_name(exe: str, fd: int) -> str:
+    """The executable's path as its process sees it, even once that process has exited.
+
+    Then our own open descriptor still names it, as this host sees the path: a file in a
+    container's overlay reads ``.../merged/<path>``, cut back to ``<path>``.
+    """
+    try:
+        return os.readlink(exe)
+    except OSError:
+        pass
+    try:
+        name = os.readlink(f"/proc/self/fd/{fd}") if fd >= 0 else ""
+    except OSError:
+        name = ""
+    return re.sub(r"^/.*?/merged(?=/)", "", name) or "(a process that has exited)"
+
+
+# The kernel's process events connector (linux/cn_proc.h): every exec on the host, as it happens.
+_NETLINK_CONNECTOR, _CN_IDX_PROC, _CN_VAL_PROC, _PROC_CN_MCAST_LISTEN, _PROC_EVENT_EXEC = 11, 1, 1, 1, 2
+
+
+def exec_events() -> socket.socket | None:
+    """A socket told of every process start on this host, or None (not root, not Linux, another netns).
+
+    The watch still lists the container's processes every WATCH_SECONDS without it; with
+    it, it also looks the moment a process of the container execs, so most programs that
+    run for a millisecond are seen too.
+    """
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_CONNECTOR)
+    except (OSError, AttributeError):
+        return None
+    try:
+        sock.bind((0, _CN_IDX_PROC))
+        body = struct.pack("=IIIIHH", _CN_IDX_PROC, _CN_VAL_PROC, 0, 0, 4, 0) + struct.pack(
+            "=I", _PROC_CN_MCAST_LISTEN
+        )
+        sock.send(struct.pack("=IHHII", 16 + len(body), 3, 0, 0, 0) + body)  # NLMSG_DONE carries it
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def _exec_pids(sock: socket.socket) -> list[int]:
+    """The pids of the execs the connector queued (read until it is empty)."""
+    pids = []
+    for _ in range(1024):
+        try:
+            data = sock.recv(1 << 16)
+        except OSError:  # nothing left (EAGAIN), or the queue overflowed (ENOBUFS)
+            break
+        # nlmsghdr (16 bytes), cn_msg (20), proc_event: what, cpu, timestamp (16), then the pid.
+        if len(data) >= 60 and struct.unpack_from("=I", data, 36)[0] == _PROC_EVENT_EXEC:
+            pids.append(struct.unpack_from("=i", data, 52)[0])
+    return pids
+
+
+def _look(read: Callable[[int], bytes], size: int, reference: Reference | None) -> tuple[str, Match | None]:
+    """(sha256, likeness or None) of a stream of ``size`` bytes."""
+    if reference is None or size < reference.min_file_size:
+        return _sha256_of(read), None
+    match = reference.examine(read)
+    return match.sha256, match
+
+
+def _look_at_file(host_path: str, reference: Reference | None) -> tuple[str, Match | None] | None:
+    """(sha256, likeness) of a file on this host; None when it cannot be one of the reference's forms."""
+    size = os.path.getsize(host_path)
+    if size > HASH_LIMIT:
+        return None
+    if reference is not None and size < reference.min_file_size:
+        return None  # too small to hold much of it, or to be it
+    with open(host_path, "rb") as f:
+        digest = files.sha256(Path(host_path)) if reference is not None else None
+        if digest is not None:
+            with _seen_lock:
+                seen = _seen_content.get(digest)
+            if seen is not None:
+                return digest, seen
+        found = _look(f.read, size, reference)
+    if found[1] is not None:
+        with _seen_lock:
+            _seen_content[found[0]] = found[1]
+    return found
+
+
 class Audit:
     """The evidence gathered while the official evaluator scores one submission.
 
     The evaluator calls in (see scoring.py) from its own threads; every entry point is
     safe to call concurrently and never raises: a check that cannot run is recorded in
-    ``errors`` (shown beside the findings, never counted against the submission).
+    ``errors`` (shown beside the findings, never counted against the submission), a check
+    this engine does not allow in ``not_checked``.
     """
 
     def __init__(self, engine: Engine, clean_hashes: Iterable[str]) -> None:
@@ -425,6 +780,13 @@ class Audit:
         self.clean_hashes = [h.lower() for h in clean_hashes]
         self.findings: list[Finding] = []
         self.errors: list[str] = []
+        self.not_checked: list[str] = []
+        self.reference: Reference | None = None
+        self.toolchain = DEFAULT_TOOLCHAIN
+        #: The sha256 of the executable the submission built, once known (compiled()).
+        self.built: str | None = None
+        # What the watch saw while compile.sh ran, judged once the built executable is known.
+        self._pending: list[tuple[str, int, str, Match | None, str]] = []
         self._lock = threading.Lock()
 
     def _add(self, findings: Iterable[Finding]) -> None:
@@ -440,22 +802,43 @@ class Audit:
         with self._lock:
             self.errors.append(f"{what}: {type(error).__name__}: {error}")
 
+    def _unseen(self, what: str) -> None:
+        with self._lock:
+            if what not in self.not_checked:
+                self.not_checked.append(what)
+
+    def task_image(self, image: str) -> None:
+        """Before anything else: the reference's content and the toolchain layout, from the task image."""
+        try:
+            found = task_image(self.engine, image, self.clean_hashes)
+        except Exception as exc:
+            self._guard("reading the task image", exc)
+            return
+        self.reference, self.toolchain = found.reference, found.toolchain
+        if found.note:
+            self._unseen(f"the reference's content (only its sha256): {found.note}")
+
     def submission(self, archive: Path) -> None:
         try:
-            self._add(scan_submission(archive))
+            self._add(scan_submission(archive, self.reference, self.clean_hashes))
         except Exception as exc:
             self._guard("submission scan", exc)
 
     def after_compile_step(self, container_id: str) -> None:
         """Right after compile.sh: what it changed outside /workspace, what it left running."""
         try:
-            leaves = changes_outside_workspace(self.engine.changes(container_id))
+            leaves = changes_outside_workspace(self.engine.changes(container_id), self.toolchain)
             kinds = {"A": "added", "C": "changed", "D": "deleted"}
-            self._add(
-                Finding("outside_workspace", path, kinds.get(kind, kind))
-                for kind, path in leaves
-                if not (kind == "C" and self.engine.is_dir(container_id, path))
-            )
+            for kind, path in leaves:
+                if kind == "C" and self.engine.is_dir(container_id, path):
+                    continue
+                if kind != "D" and self.toolchain.installed(path):
+                    detail = (
+                        f"{kinds.get(kind, kind)} by compile.sh; a program there is on the test run's PATH"
+                    )
+                    self._add([Finding("installed_binary", path, detail)])
+                else:
+                    self._add([Finding("outside_workspace", path, kinds.get(kind, kind))])
         except Exception as exc:
             self._guard("compile diff", exc)
         try:
@@ -466,38 +849,92 @@ class Audit:
         except Exception as exc:
             self._guard("compile process list", exc)
 
-    def compiled(self, container_id: str, executable_hash: str | None) -> None:
-        """After the build: the executable's hash and every file the build left in the workspace.
+    @contextlib.contextmanager
+    def watching(self, container_id: str, during: str) -> Iterator[None]:
+        """Watch the executables of the container's processes while the block runs (compile.sh, tests)."""
+        watch = None
+        try:
+            local = self.engine.local_processes(container_id)
+            if local is None:
+                self._unseen("the executables of running processes (the engine is not local)")
+            else:
+                watch = ProcessWatch(local[0])
+        except Exception as exc:
+            self._guard(f"watching processes {during}", exc)
+        if watch is None:
+            yield
+            return
+        with watch:
+            yield
+        try:
+            seen = [
+                (name, pid, digest, match, during)
+                for name, pid, digest, match in watch.results(self.reference)
+            ]
+        except Exception as exc:
+            self._guard(f"hashing process executables {during}", exc)
+            return
+        with self._lock:
+            self._pending += seen
+        if self.built is not None:
+            self._judge_processes()
 
-        Outside the workspace only hashes matter, and only of files the build wrote: on a
-        local engine those are read from the container's upper directory, which spares two
-        archive reads (each mounts the container's filesystem and holds the container).
+    def _judge_processes(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        shown_digests: set[str] = set()
+        for name, pid, digest, match, during in pending:
+            if digest in shown_digests:  # the same program run again from another copy
+                continue
+            shown_digests.add(digest)
+            how = f"the executable of a running process (host pid {pid}, /proc/{pid}/exe) {during}"
+            self._judge(_workspace_path(name), digest, match, how)
+
+    def _judge(self, path: str, digest: str, match: Match | None, how: str) -> None:
+        """A file or executable seen somewhere: the reference by hash, or most of its content."""
+        threshold = BUILT_SHARE_THRESHOLD if digest == self.built else SHARE_THRESHOLD
+        if digest in self.clean_hashes:
+            self._add([Finding("reference_binary", path, f"sha256 {digest}; {how}")])
+        elif match is not None and match.share >= threshold:
+            self._add([Finding("reference_binary", path, f"{match.describe()}; {how}")])
+
+    def compiled(self, container_id: str, executable_hash: str | None) -> None:
+        """After the build: the executable's hash and every file the build left in the container.
+
+        On a local engine the files the build wrote anywhere are read from the container's
+        upper directory (hashed, and asked how much of the reference they hold), and the
+        workspace's archive gives its structure (configs, links); elsewhere the archives
+        of the workspace and the temp dirs are read.
         """
         if executable_hash and executable_hash.lower() in self.clean_hashes:
             self._add([Finding("reference_binary", "executable", f"sha256 {executable_hash}; built")])
+        self.built = (executable_hash or "").lower()
+        self._judge_processes()
         roots = [WORKSPACE, *_TEMP_ROOTS]
         try:
-            written = self.engine.written_files(container_id, _TEMP_ROOTS)
+            written = self.engine.written_files(container_id, ("/",))
         except Exception as exc:
-            self._guard("listing the temp dirs", exc)
+            self._guard("listing the files the build wrote", exc)
             written = None
         if written is not None:
             roots = [WORKSPACE]
-            for path, host_path in written:
-                try:  # files above HASH_LIMIT are not hashed, as in read_members
-                    size = os.path.getsize(host_path)
-                    digest = files.sha256(Path(host_path)) if size <= HASH_LIMIT else None
-                except OSError as exc:
-                    self._guard(f"hashing {path}", exc)
-                    continue
-                if digest in self.clean_hashes:
-                    self._add([Finding("reference_binary", path, f"sha256 {digest}; compiled")])
+            # The evaluator's git seeding packs the workspace's files into .git/objects: copies of
+            # what is checked anyway (a .git the submission brought is checked in the archive).
+            seeded = f"{WORKSPACE}/.git/objects/"
+            written = [(p, h) for p, h in written if not p.startswith(seeded)]
+            self._look_at(written, "in the compile container, read from its upper directory")
+            self._look_at_tmpfs(container_id, "while compile.sh ran")
+        else:
+            self._unseen(
+                "files the build wrote outside /workspace and the temp dirs (the engine is not local)"
+            )
         for root in roots:
             try:
+                reference = self.reference if written is None else None  # else seen in the upper dir
                 with self.engine.archive(container_id, root) as stream:
-                    members = read_members(stream, mode="r|", root=root)
+                    members = read_members(stream, mode="r|", root=root, reference=reference)
                     found = scan_members(members, self.clean_hashes, where="compiled")
-                if root != WORKSPACE:  # only hashes matter outside the workspace
+                if root != WORKSPACE:  # only the reference matters outside the workspace
                     found = [
                         Finding(f.code, posixpath.join(root, f.path), f.detail)
                         for f in found
@@ -507,7 +944,31 @@ class Audit:
             except Exception as exc:
                 self._guard(f"hashing {root}", exc)
 
+    def _look_at(self, written: Iterable[tuple[str, str]], how: str) -> None:
+        for path, host_path in written:
+            try:
+                seen = _look_at_file(host_path, self.reference)
+            except OSError as exc:
+                self._guard(f"hashing {path}", exc)
+                continue
+            if seen is None:
+                continue
+            self._judge(_workspace_path(path), *seen, how)
+
+    def _look_at_tmpfs(self, container_id: str, during: str) -> None:
+        try:
+            local = self.engine.local_processes(container_id)
+            if local is None:
+                self._unseen("tmpfs mounts such as /dev/shm (the engine is not local)")
+                return
+            found = self.engine.tmpfs_files(container_id, local[1])
+        except Exception as exc:
+            self._guard("listing tmpfs files", exc)
+            return
+        self._look_at(found, f"on a tmpfs mount {during}, read through /proc/{local[1]}/root")
+
     def before_results_read(self, container_id: str, branch: str) -> None:
+        """When a branch's tests are done: what still runs, what the test run left in the container."""
         try:
             self._add(
                 Finding("process_outlived_tests", f"branch {branch}", cmd)
@@ -515,6 +976,19 @@ class Audit:
             )
         except Exception as exc:
             self._guard("test process list", exc)
+        try:
+            written = self.engine.written_files(container_id, ("/",))
+        except Exception as exc:
+            self._guard("listing the files the tests wrote", exc)
+            return
+        if written is None:
+            self._unseen("files the test runs left (the engine is not local)")
+            return
+        during = f"while branch {branch}'s tests ran"
+        # The hidden tests themselves are no evidence; the program they run is checked as built.
+        written = [(p, h) for p, h in written if not p.startswith(f"{WORKSPACE}/{HIDDEN_TEST_DIR}/")]
+        self._look_at(written, f"written {during}, read from the container's upper directory")
+        self._look_at_tmpfs(container_id, during)
 
     def evaluator_log(self, entries: Iterable[dict[str, Any]]) -> None:
         try:
@@ -523,5 +997,15 @@ class Audit:
             self._guard("JUnit cross-check", exc)
 
     def dicts(self) -> list[dict[str, str]]:
+        self._judge_processes()  # a build that failed never told us its executable
         with self._lock:
             return [f.to_dict() for f in self.findings]
+
+
+def _workspace_path(path: str) -> str:
+    """A container path as findings name it: relative inside /workspace; the stash is the executable."""
+    if path == _STASH:
+        return "executable"
+    if path.startswith(WORKSPACE + "/"):
+        return path[len(WORKSPACE) + 1 :]
+    return path

@@ -169,6 +169,8 @@ class AgentRun:
     exit_status: str = ""
     steps: int | None = None
     cost: float | None = None
+    #: What the agent could do with ./executable (sandbox.protect_reference), '' when not known.
+    reference: str = ""
 
     def __post_init__(self) -> None:
         # The last line of defence: a marker written by an older version may hold anything.
@@ -184,6 +186,7 @@ AGENT_ROW_KEYS = {
     "agent_exit_status": "exit_status",
     "agent_steps": "steps",
     "agent_cost": "cost",
+    "agent_reference": "reference",
 }
 #: The flat agent keys of a row with no agent run (replay, or no agent reached).
 NO_AGENT_ROW = {
@@ -193,6 +196,7 @@ NO_AGENT_ROW = {
     "agent_exit_status": None,
     "agent_steps": None,
     "agent_cost": None,
+    "agent_reference": None,
 }
 
 

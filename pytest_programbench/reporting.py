@@ -31,6 +31,10 @@ def header_lines(settings: Settings, selection: Selection) -> list[str]:
 def _scoring_lines(settings: Settings) -> list[str]:
     """How verdicts already in the run directory are treated, and branch settings off their defaults."""
     out = []
+    if settings.reference != "readable":
+        out.append(
+            f"programbench: --pb-reference {settings.reference}: the agent can run ./executable, not read it"
+        )
     if settings.force_agent:
         out.append("programbench: --pb-force-agent: agents run again and every instance is scored in full")
     elif settings.force:

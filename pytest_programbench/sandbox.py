@@ -117,6 +117,7 @@ class Limits:
     network: bool = False
     pids: int = PIDS_LIMIT
     disk: int = 0  # bytes of the writable layer; 0: unlimited
+    reference: str = "readable"  # or "exec-only" (--pb-reference, see protect_reference)
 
 
 @dataclass
@@ -166,6 +167,8 @@ class Sandbox:
         self.progress: Callable[[str], object] | None = None
         #: In an agent's own process: reports go to the harness through this instead.
         self.forward: Callable[[dict[str, Any]], object] | None = None
+        #: What the agent can do with ./executable (protect_reference): exec-only, readable, ...
+        self.reference_access = ""
 
     # -- what agents may know ---------------------------------------------------
 
@@ -525,6 +528,31 @@ def agent_user(engine: Engine, image: str, container: Container) -> tuple[str, i
     return found
 
 
+#: Makes an ELF ./executable root-owned 0111 and says what it did. The kernel runs such a file
+#: for anyone (a script needs its interpreter to read it, so a script is left readable), and
+#: a process it starts is not dumpable, so /proc/<pid>/mem and ptrace cannot read it either.
+_EXEC_ONLY = """f=/workspace/executable
+if [ ! -f "$f" ]; then echo none
+elif [ "$(head -c 4 "$f")" = "$(printf '\\177ELF')" ]; then
+    chown 0:0 "$f" && chmod 0111 "$f" && echo exec-only
+else echo script; fi"""
+
+
+def protect_reference(engine: Engine, container: Container, mode: str) -> str:
+    """Apply ``--pb-reference`` to the task's ./executable; returns what the agent gets (for its row).
+
+    ``exec-only``, ``readable``, ``readable (a script; exec-only needs an ELF binary)`` or
+    ``none`` (the image has no ./executable).
+    """
+    if mode != "exec-only":
+        return "readable"
+    done = engine.exec(container, _EXEC_ONLY, user="0", workdir="/", interpreter=("sh", "-c"), timeout=120)
+    said = done.output.strip().splitlines()[-1:] or [""]
+    if done.returncode != 0 or said[0] not in ("exec-only", "script", "none"):
+        raise ProgramBenchError(f"--pb-reference exec-only could not be applied: {done.output.strip()[:300]}")
+    return {"script": "readable (a script; exec-only needs an ELF binary)"}.get(said[0], said[0])
+
+
 @contextlib.contextmanager
 def open_sandbox(
     engine: Engine,
@@ -564,6 +592,7 @@ def open_sandbox(
     with engine.container(image, labels=labels, keep=keep_it, **options) as container:
         user, uid = agent_user(engine, image, container)
         sandbox = Sandbox(engine, container, user=user, uid=uid, env=env, instance_id=instance_id)
+        sandbox.reference_access = protect_reference(engine, container, limits.reference)
         if limits.disk and not quota:
             sandbox.watch_disk(limits.disk)
         try:

@@ -131,6 +131,7 @@ def score_submission(
     # The evaluator runs f"{image_name}:{image_tag}"; "sha256" and the hex id make an image id.
     image_name, _, image_tag = (image or instance.image_ref).rpartition(":")
     if audit is not None:
+        audit.task_image(image or instance.image_ref)  # the reference's content, the toolchain layout
         audit.submission(submission)
     evaluator = _evaluator_class(progress, len(to_test), audit)(
         image_name=image_name,
@@ -170,7 +171,7 @@ def score_submission(
     # The whole log, merged or not: a rerun's results.xml is checked with the earlier ones.
     audit.evaluator_log(result.log)
     findings = audit.dicts()
-    write_integrity(instance_dir, instance.instance_id, findings, audit.errors, image)
+    write_integrity(instance_dir, instance.instance_id, findings, audit.errors, image, audit.not_checked)
     return replace(outcome, findings=findings)
 
 
@@ -374,7 +375,12 @@ def integrity_path(instance_dir: Path, instance_id: str) -> Path:
 
 
 def write_integrity(
-    instance_dir: Path, instance_id: str, findings: list[dict[str, str]], errors: list[str], image: str | None
+    instance_dir: Path,
+    instance_id: str,
+    findings: list[dict[str, str]],
+    errors: list[str],
+    image: str | None,
+    not_checked: list[str] | None = None,
 ) -> None:
     """``<id>.integrity.json`` beside eval.json: the audit's findings, what it could not check, the image."""
     import json
@@ -387,6 +393,7 @@ def write_integrity(
         "findings": findings,
         "codes": {f["code"]: CODES.get(f["code"], "") for f in findings},
         "audit_errors": errors,
+        "not_checked": not_checked or [],  # what this engine does not let the audit see
     }
     files.write_text(integrity_path(instance_dir, instance_id), json.dumps(data, indent=2))
 
@@ -425,12 +432,20 @@ def _evaluator_class(
             env = kwargs.get("env")
             if env is not None and "execute" not in vars(env):
                 env.execute = functools.partial(bounded_execute, env)
+            step = kwargs.get("step_name")
+            watch: Any = contextlib.nullcontext()
+            if audit is not None and step in ("compile", "run_tests"):
+                during = "while compile.sh ran" if step == "compile" else (
+                    f"while branch {getattr(current, 'branch', '')}'s tests ran"
+                )  # fmt: skip
+                watch = audit.watching(kwargs["env"].container_id, during)
             try:
-                done = super()._run_step(command, *args, **kwargs)
+                with watch:
+                    done = super()._run_step(command, *args, **kwargs)
             except UnicodeDecodeError as exc:
-                exc.pb_step = kwargs.get("step_name", "a")  # type: ignore[attr-defined]
+                exc.pb_step = step or "a"  # type: ignore[attr-defined]
                 raise
-            if audit is not None and kwargs.get("step_name") == "compile":
+            if audit is not None and step == "compile":
                 audit.after_compile_step(kwargs["env"].container_id)
             return done
 

@@ -24,6 +24,8 @@ DEFAULT_IMAGE_TAG = "task_cleanroom_v6"
 DEFAULT_AGENT_TIMEOUT = 7 * 3600
 BUILTIN_AGENTS = ("none", "command", "mini-swe-agent")
 INTEGRITY_MODES = ("report", "strict")
+#: What the agent may do with the task's ./executable (sandbox.protect_reference).
+REFERENCE_MODES = ("readable", "exec-only")
 PULL_POLICIES = ("never", "missing", "always")
 # pytest reads int and float ini values since 8.4; before that every scalar ini value is a string.
 _NUMBER_INI_TYPES = tuple(int(p) for p in pytest.__version__.split(".")[:2]) >= (8, 4)
@@ -332,6 +334,16 @@ OTHER_OPTIONS = (
         metavar="MODE",
     ),
     Option(
+        "--pb-reference",
+        "What the agent may do with the task's ./executable: readable (as the official harness hands "
+        "it over) or exec-only (an ELF binary becomes root-owned mode 0111: it runs, it cannot be read "
+        "or copied; a script stays readable)",
+        default="readable",
+        field="reference",
+        parse=_plain(lambda v, w: parse_choice(v, w, REFERENCE_MODES)),
+        metavar="MODE",
+    ),
+    Option(
         "--pb-threshold",
         "An item passes when its score >= X (0..1)",
         "float",
@@ -381,6 +393,7 @@ class Settings:
     branch_workers: int = 1  # programbench eval --branch-workers
     branch_retries: int = 1  # programbench eval --branch-retries
     integrity: str = "report"
+    reference: str = "readable"  # the agent's access to ./executable (--pb-reference)
     scoring_memory: str = ""
 
     @property

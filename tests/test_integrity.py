@@ -3,8 +3,8 @@
 Each attack is a real submission (or agent) on a clone of the self-test task, scored by the
 real evaluator on the real engine. The official score stays what ``programbench eval``
 gives (checked against its batch function); the findings say why it cannot be trusted, and
-``--pb-integrity strict`` counts the instance 0. The unit tests at the top pin down each
-check on its own, with no engine.
+``--pb-integrity strict`` counts the instance 0. tests/unit/test_integrity_checks.py pins
+down each check on its own, with no engine.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from support import clone_selftest
 
 from pytest_programbench import integrity, selftest
 from pytest_programbench.containers import Engine
-from pytest_programbench.integrity import Finding, Member
 from pytest_programbench.text import printable
 
 CPUS = "1"
@@ -164,150 +163,14 @@ ATTACKS = ["config_hook", "profile_hook", "gzipped_reference", "forged_output", 
 EXPECTED_FINDINGS = {
     "config_hook": {("test_config", "pytest.ini"), ("test_config", "conftest.py")},
     "profile_hook": {("outside_workspace", "/etc/profile.d/zz-results.sh"), ("junit_mismatch", "branch *")},
-    "gzipped_reference": {("reference_binary", "executable"), ("reference_binary", "/tmp/stash/tool")},
+    "gzipped_reference": {
+        ("reference_binary", "executable"),
+        ("reference_binary", "/tmp/stash/tool"),
+        ("reference_binary", "vendor/tool.gz"),  # read as what it holds since issue 20
+    },
     "forged_output": {("forged_test_output", "branch *"), ("junit_mismatch", "branch *")},
     "control_names": {("link_outside_workspace", glob.escape(CONTROL_NAME))},
 }
-
-
-# -- the checks on their own ------------------------------------------------------------------
-
-
-def codes(found: list[Finding]) -> set[tuple[str, str]]:
-    return {(f.code, f.path) for f in found}
-
-
-def test_workspace_entries_the_hidden_tests_would_load() -> None:
-    members = [
-        Member("conftest.py", "file"),
-        Member("eval/tests/conftest.py", "file"),
-        Member("src/tests/conftest.py", "file"),  # not on pytest's path from eval/tests
-        Member("pytest.ini", "file"),
-        Member(".pytest.ini", "file"),
-        Member("tox.ini", "file", head=b"[tox]\nenvlist = py\n"),
-        Member("eval/tox.ini", "file", head=b"[pytest]\naddopts = -p x\n"),
-        Member("setup.cfg", "file", head=b"[metadata]\n\n[tool:pytest]\n"),
-        Member("pyproject.toml", "file", head=b"[project]\nname = 'x'\n"),
-        Member("sub/pyproject.toml", "file", head=b"[tool.pytest.ini_options]\n"),
-        Member("lib/python3/site-packages/evil.pth", "file"),
-        Member("deep/sitecustomize.py", "file"),
-        Member("usercustomize/__init__.py", "file"),
-        Member("subprocess.py", "file"),
-        Member("pytest/__init__.py", "file"),
-        Member("test.py", "file"),  # a stdlib name nothing in a test run imports
-        Member("src/os.py", "file"),  # not on sys.path
-        Member("eval/expected.txt", "file"),
-        Member("eval", "dir"),
-        Member("out", "symlink", link="/usr/bin/true"),
-        Member("inner", "symlink", link="src/main.c"),
-        Member("up", "symlink", link="../../etc/passwd"),
-        Member("bin/tool", "file", sha256="ab" * 32),
-        Member("bin/other", "file", sha256="cd" * 32),
-    ]
-    assert codes(integrity.scan_members(members, ["AB" * 32], where="submission")) == {
-        ("test_config", "conftest.py"),
-        ("test_config", "eval/tests/conftest.py"),
-        ("test_config", "pytest.ini"),
-        ("test_config", ".pytest.ini"),
-        ("test_config", "eval/tox.ini"),
-        ("test_config", "setup.cfg"),
-        ("test_config", "lib/python3/site-packages/evil.pth"),
-        ("test_config", "deep/sitecustomize.py"),
-        ("test_config", "usercustomize/__init__.py"),
-        ("shadowed_module", "subprocess.py"),
-        ("shadowed_module", "pytest/__init__.py"),
-        ("hidden_test_dir", "eval/expected.txt"),
-        ("link_outside_workspace", "out"),
-        ("link_outside_workspace", "up"),
-        ("reference_binary", "bin/tool"),
-    }
-
-
-def test_archive_members_are_read_with_hashes_and_workspace_relative_names(tmp_path: Path) -> None:
-    archive = workspace_archive(tmp_path, {"a.txt": (0o644, b"hello"), ".pytest.ini": (0o644, b"[pytest]")})
-    with archive.open("rb") as f:
-        members = {m.path: m for m in integrity.read_members(f, mode="r|gz")}
-    assert set(members) == {"a.txt", ".pytest.ini"}
-    assert members["a.txt"].sha256 == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-    assert members[".pytest.ini"].head == b"[pytest]"
-    # The engine's archive of /workspace names members workspace/...; they read the same.
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        info = tarfile.TarInfo("workspace/a.txt")
-        info.size = 5
-        tar.addfile(info, io.BytesIO(b"hello"))
-    raw.seek(0)
-    assert [m.path for m in integrity.read_members(raw, mode="r|", root="/workspace")] == ["a.txt"]
-
-
-def test_only_leaf_changes_outside_workspace_temp_and_caches_count() -> None:
-    diff = [
-        ("C", "/etc"),
-        ("C", "/etc/profile.d"),
-        ("A", "/etc/profile.d/zz.sh"),
-        ("C", "/etc/resolv.conf"),  # the evaluator's DNS blackhole
-        ("A", "/etc/resolv.conf.programbench-build-bak"),
-        ("A", "/workspace/target/release/x"),
-        ("C", "/tmp"),
-        ("A", "/tmp/cc1.s"),
-        ("C", "/root"),
-        ("A", "/root/.cache/go-build/00/aa"),
-        ("A", "/root/.cargo/registry/index/x"),
-        ("A", "/root/.cargo/bin/evil"),
-        ("A", "/home/agent/.gradle/caches/x"),
-        ("A", "/home/agent/.bashrc"),
-        ("D", "/usr/bin/sha256sum"),
-        ("C", "/usr/lib/python3.11/subprocess.py"),
-        ("A", "/usr/sbin/docker-init"),  # the engine's --init
-    ]
-    assert integrity.changes_outside_workspace(diff) == [
-        ("A", "/etc/profile.d/zz.sh"),
-        ("A", "/home/agent/.bashrc"),
-        ("A", "/root/.cargo/bin/evil"),
-        ("D", "/usr/bin/sha256sum"),
-        ("C", "/usr/lib/python3.11/subprocess.py"),
-    ]
-
-
-def test_processes_other_than_the_evaluators_init_are_stray() -> None:
-    assert integrity.stray_processes(
-        ["/sbin/docker-init -- sleep 2h", "sleep 2h", "python3 /tmp/rewrite.py", ""]
-    ) == ["python3 /tmp/rewrite.py"]
-
-
-def junit(*statuses: str) -> str:
-    cases = "".join(
-        f'<testcase classname="eval.tests.t" name="t{i}">'
-        + {"passed": "", "failure": '<failure message="x">boom</failure>', "skipped": "<skipped/>"}[s]
-        + "</testcase>"
-        for i, s in enumerate(statuses)
-    )
-    return f'<testsuites><testsuite name="pytest">{cases}</testsuite></testsuites>'
-
-
-def log_for(output: str, xml: str, branch: str = "b1") -> list[dict[str, Any]]:
-    return [
-        {"step": "run_tests", "output": output, "returncode": 1},
-        {"step": "results_read", "output": xml, "returncode": 0, "branch": branch},
-    ]
-
-
-def test_results_xml_is_checked_against_pytests_own_summary() -> None:
-    honest = log_for(
-        "....F.\n=== 1 failed, 5 passed, 2 rerun in 1.02s ===\n", junit(*["passed"] * 5, "failure")
-    )
-    assert integrity.junit_mismatches(honest) == []
-    quiet = log_for("1 failed, 1 passed, 1 skipped in 0.50s\n", junit("passed", "failure", "skipped"))
-    assert integrity.junit_mismatches(quiet) == []
-    rewritten = log_for("9 failed, 9 passed in 0.12s\n", junit(*["passed"] * 18), branch="4d9e")
-    assert [(f.code, f.path) for f in integrity.junit_mismatches(rewritten)] == [
-        ("junit_mismatch", "branch 4d9e")
-    ]
-    # No summary line to compare with (a run.sh that silences pytest): no claim either way.
-    assert integrity.junit_mismatches(log_for("", junit("passed"))) == []
-    assert integrity.summary_counts("x\n== 3 passed, 1 error in 2.00s ==\n") == [
-        ("3 passed, 1 error in 2.00s", {"passed": 3, "errors": 1})
-    ]
 
 
 # -- the attacks on the real engine -----------------------------------------------------------
@@ -402,8 +265,9 @@ def test_gamed_submissions_keep_the_official_score_and_carry_findings(
         assert saved["findings"] == row["findings"] and saved["image_id"].startswith("sha256:")
         assert row["image_id"] == saved["image_id"]
     assert rows[ids["correct"]]["findings"] == []
-    gz = next(f for f in rows[ids["gzipped_reference"]]["findings"] if f["code"] == "reference_binary")
-    assert gz["detail"].startswith("sha256 " + selftest_clean_hash(attacks))
+    gz = {f["path"]: f["detail"] for f in rows[ids["gzipped_reference"]]["findings"]}
+    assert gz["executable"].startswith("sha256 " + selftest_clean_hash(attacks))
+    assert gz["vendor/tool.gz"] == "100% of the reference's content once decoded (gzip); submission"
 
     cases = {c.name: c for suite in JUnitXml.fromfile(str(out / "junit.xml")) for c in suite}
     props = {

@@ -105,7 +105,9 @@ def test_failure_reason_names_error_code_branch_errors_and_timeouts() -> None:
 
 
 def test_the_agent_run_is_nested_and_flattened_only_when_written_out() -> None:
-    run = AgentRun("mini", 2.0, timed_out=False, exit_status="Submitted", steps=3, cost=0.1)
+    run = AgentRun(
+        "mini", 2.0, timed_out=False, exit_status="Submitted", steps=3, cost=0.1, reference="exec-only"
+    )
     out = Outcome.from_score(instance(), score=1.0, n_resolved=1, n_tests=1, agent=run)
     row = out.to_dict()
     assert {k: row[k] for k in model.AGENT_ROW_KEYS} == {
@@ -115,6 +117,7 @@ def test_the_agent_run_is_nested_and_flattened_only_when_written_out() -> None:
         "agent_exit_status": "Submitted",
         "agent_steps": 3,
         "agent_cost": 0.1,
+        "agent_reference": "exec-only",
     }
     assert model.agent_run_of(row) == run
     assert json.loads(json.dumps(row)) == row  # plain JSON, no nested objects
