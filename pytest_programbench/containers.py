@@ -198,6 +198,7 @@ class Engine:
         self._streams: Any = None
         self._disk_quota: bool | None = None
         self._cpus: int | None = None
+        self._podman: bool | None = None
         try:
             self.client: docker.DockerClient = sdk.DockerClient(
                 base_url=self.host, timeout=timeout, **_transport(self.host)
@@ -239,6 +240,14 @@ class Engine:
     @_reaching
     def version(self) -> str:
         return str(self.client.version().get("Version", "unknown"))
+
+    @_reaching
+    def is_podman(self) -> bool:
+        """Whether the engine is Podman serving the Docker API (its version names a "Podman Engine")."""
+        if self._podman is None:
+            components = self.client.version().get("Components") or []
+            self._podman = any("podman" in str(c.get("Name", "")).lower() for c in components)
+        return self._podman
 
     # -- images ----------------------------------------------------------------
 
