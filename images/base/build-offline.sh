@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Build the base image pytest-programbench/base:bookworm without any container registry.
+# PB_BASE_SUITE=trixie builds the same userland from trixie (the realistic Rust/Go task
+# images use it: a toolchain of today's age, see images/realistic/README.md).
 #
 # Docker Hub is not reachable on the machines this project runs on, so `FROM debian:bookworm-slim`
 # cannot be pulled. mmdebstrap assembles the same Debian bookworm userland straight from the Debian
@@ -9,12 +11,14 @@
 # Idempotent: exits 0 at once when the image already exists (pass --force to rebuild).
 #
 # Environment:
-#   PB_BASE_IMAGE   image reference to create   (default pytest-programbench/base:bookworm)
+#   PB_BASE_SUITE   Debian suite                 (default bookworm)
+#   PB_BASE_IMAGE   image reference to create   (default pytest-programbench/base:$PB_BASE_SUITE)
 #   DEBIAN_MIRROR   Debian archive URL           (default http://deb.debian.org/debian)
 #   DOCKER          docker client executable     (default docker)
 set -euo pipefail
 
-IMAGE="${PB_BASE_IMAGE:-pytest-programbench/base:bookworm}"
+SUITE="${PB_BASE_SUITE:-bookworm}"
+IMAGE="${PB_BASE_IMAGE:-pytest-programbench/base:$SUITE}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 DOCKER="${DOCKER:-docker}"
 FORCE=0
@@ -56,7 +60,7 @@ mmdebstrap --variant=minbase \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --dpkgopt='path-exclude=/usr/share/locale/*' \
     --dpkgopt='path-exclude=/usr/share/info/*' \
-    bookworm "$workdir/rootfs.tar" "$MIRROR"
+    "$SUITE" "$workdir/rootfs.tar" "$MIRROR"
 
 "$DOCKER" import \
     -c 'WORKDIR /workspace' \
