@@ -218,6 +218,7 @@ class EngineFacts:
     cores: int
     free_bytes: int | None  # None: not measurable from here (a remote engine)
     version: str
+    ignores_limits: bool = False  # rootless Podman on cgroup v1 (containers.Engine.ignores_limits)
 
 
 def survey(fleet: FleetSettings) -> list[EngineFacts]:
@@ -230,8 +231,16 @@ def survey(fleet: FleetSettings) -> list[EngineFacts]:
             continue  # the default engine: items say so one by one when it does not answer
         try:
             with Engine(spec.url, timeout=ALIVE_TIMEOUT_SECONDS) as engine:
+                version = ("Podman " if engine.is_podman() else "") + engine.version()
                 facts.append(
-                    EngineFacts(spec.url, spec.slots, engine.cpu_count(), free_disk(engine), engine.version())
+                    EngineFacts(
+                        spec.url,
+                        spec.slots,
+                        engine.cpu_count(),
+                        free_disk(engine),
+                        version,
+                        ignores_limits=engine.ignores_limits(),
+                    )
                 )
         except EngineUnavailable as exc:
             raise pytest.UsageError(
@@ -266,6 +275,12 @@ def header_lines(fleet: FleetSettings, facts: list[EngineFacts], n_workers: int)
             f"programbench:   {fact.url}: {fact.slots} slot(s), {workers} worker(s), {fact.cores} cores, "
             f"{free}, engine {fact.version}"
         )
+        if fact.ignores_limits:
+            lines.append(
+                f"programbench:   {fact.url}: rootless Podman on cgroup v1 ignores every CPU, memory and "
+                "pids limit: --pb-cpus, --pb-memory and --pb-scoring-memory do nothing there, a fork bomb "
+                "is not contained, and time-sensitive hidden tests run unthrottled (use cgroup v2, or root)"
+            )
     return lines
 
 

@@ -101,6 +101,7 @@ _ALLOWED_PREFIXES = (
     # The engine mounts its init there for `docker run --init`, which the evaluator uses.
     "/usr/sbin/docker-init",
     "/sbin/docker-init",
+    "/run/podman-init",  # Podman's, for `--init`
     "/usr/local/cargo/registry",
     "/usr/local/cargo/git",
     "/usr/local/cargo/.package-cache",
@@ -128,7 +129,8 @@ _HOME_CACHES = (
     ".ccache",
 )
 _HOME = re.compile(r"^(/root|/home/[^/]+)/(.+)$")
-_INIT_COMMANDS = ("sleep 2h", "/sbin/docker-init", "docker-init")
+# The evaluator's `sleep 2h` under the engine's init: Docker's docker-init, Podman's catatonit.
+_INIT_COMMANDS = ("sleep 2h", "/sbin/docker-init", "docker-init", "/run/podman-init")
 _SUMMARY_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected|rerun)")
 _SUMMARY_LINE = re.compile(r"^[= ]*(\d+ \w+.*) in [\d.]+s", re.MULTILINE)
 #: Findings listed per code at most, so a pathological workspace cannot flood the reports.

@@ -28,6 +28,10 @@ with open(os.environ["PB_FAKE_LOG"], "a") as log:
     log.write(json.dumps({"argv": sys.argv[1:], "DOCKER_HOST": os.environ.get("DOCKER_HOST"),
                           "DOCKER_CONTEXT": os.environ.get("DOCKER_CONTEXT")}) + "\\n")
 PY
+if [ "$1" = run ] && [ -n "$PB_FAKE_RUN_OK" ]; then
+    echo c0ffee
+    exit 0
+fi
 if [ "$1" = run ]; then
     touch "$PB_FAKE_LOG.started"
     while [ ! -e "$PB_FAKE_LOG.go" ]; do sleep 0.05; done
@@ -189,3 +193,33 @@ def test_our_new_env_starts_the_container_the_official_one_would(monkeypatch: py
         expected["executable"] = "/x/docker"
         expected["run_args"] = [*expected["run_args"][:-1], "--label", "k=v", expected["run_args"][-1]]
         assert ours.container_kwargs("img:tag", serial_pytest=serial) == expected
+
+
+def test_the_committed_image_is_removed_through_the_engines_cli(
+    fake_cli: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """programbench's own ``rmi`` uses its module constant and this process's environment, which may
+    name another engine; ours removes the image again where it was committed."""
+    from programbench.eval import eval as official
+
+    from pytest_programbench.fleet import evaluator_cli
+    from pytest_programbench.scoring import ContainerCli, evaluator_class
+
+    def compile_and_commit(self: Any) -> None:  # the part of the official run() that matters here
+        env = self._new_env("img:tag")
+        env.commit("programbench-compiled/x:1")
+        env.cleanup()
+
+    url = f"unix:///run/fake-{uuid.uuid4().hex}.sock"
+    monkeypatch.setenv("PB_FAKE_RUN_OK", "1")
+    monkeypatch.setattr(official.Evaluator, "run", compile_and_commit)
+    evaluator = evaluator_class()(
+        cli=ContainerCli(evaluator_cli(url)), tests_branches=["b"], image_name="img"
+    )
+    evaluator.run()
+    made = calls(fake_cli)
+    assert {c["DOCKER_HOST"] for c in made} == {url}  # every call (stop and rm again at __del__) there
+    assert [c["argv"] for c in made if c["argv"][0] in ("commit", "rmi")] == [
+        ["commit", "c0ffee", "programbench-compiled/x:1"],
+        ["rmi", "-f", "programbench-compiled/x:1"],
+    ]
