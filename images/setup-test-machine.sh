@@ -5,7 +5,8 @@
 #
 #   setup-test-machine.sh [--dry-run] STATE_DIR
 #       a Docker engine (installs docker.io and starts dockerd when `docker info` fails),
-#       the tools the tests call (mmdebstrap, docker-registry, ip), the test images
+#       the tools the tests call (mmdebstrap, docker-registry, ip, podman), the user a
+#       rootless Podman runs as (PB_PODMAN_USER, default pbpodman), the test images
 #       (images/build-test-images.sh). STATE_DIR records the image tags present before and
 #       the images this run built. --dry-run (or PB_SETUP_DRY_RUN=1) only prints what it would do.
 #   setup-test-machine.sh --teardown STATE_DIR
@@ -86,13 +87,30 @@ tools() {
     # The fleet tests reach the engine over ssh:// through an sshd of their own on localhost.
     command -v sshd >/dev/null || missing+=(openssh-server)
     command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+    # tests/test_podman.py: Podman's Docker API, rootful and rootless. Its --init needs catatonit,
+    # which Debian's podman leaves out where tini is installed; rootless needs newuidmap.
+    command -v podman >/dev/null || missing+=(podman)
+    command -v catatonit >/dev/null || missing+=(catatonit)
+    command -v newuidmap >/dev/null || missing+=(uidmap)
     if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+podman_user() {  # the user tests/test_podman.py runs a rootless Podman service as
+    local user="${PB_PODMAN_USER:-pbpodman}" sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
+    if ! id "$user" >/dev/null 2>&1; then
+        # useradd gives a new user its subordinate uid and gid ranges (/etc/subuid, /etc/subgid).
+        act $sudo useradd --create-home --shell /usr/sbin/nologin "$user"
+    elif ! grep -q "^$user:" /etc/subuid 2>/dev/null; then
+        act $sudo usermod --add-subuids 300000-365535 --add-subgids 300000-365535 "$user"
+    fi
 }
 
 setup() {
     if [ -z "$dry" ]; then rm -rf "$state" && mkdir -p "$state"; fi
     engine
     tools
+    podman_user
     if [ -n "$dry" ]; then say "would run: images/build-test-images.sh"; return; fi
     suite_tags >"$state/tags-before"
     PB_CREATED_IMAGES="$state/created-images" bash "$here/build-test-images.sh"

@@ -14,10 +14,13 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_programbench import detail
 from pytest_programbench.model import RESOLVED_THRESHOLD
+
+if TYPE_CHECKING:
+    from pytest_programbench.gold import Mask
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -39,6 +42,7 @@ class Entry:
     difficulty: str
     not_passed: frozenset[str] | None = None  # branch/name; None when the run did not record them
     counted: frozenset[str] | None = None  # every counted test, when known (a run directory)
+    gold: float | None = None  # gold_score against a --pb-gold-mask, when known
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,11 @@ class Baseline:
     entries: dict[str, Entry]
 
 
-def load(path: Path, tasks_dir: Path | None = None) -> Baseline:
-    """A ``--pb-report`` JSON, or a run directory scored from its eval.json files."""
+def load(path: Path, tasks_dir: Path | None = None, mask: Mask | None = None) -> Baseline:
+    """A ``--pb-report`` JSON, or a run directory scored from its eval.json files (and, given a gold
+    mask, measured against it: a report's rows keep the gold scores they were written with)."""
     if path.is_dir():
-        return Baseline(str(path), _from_run_dir(path, tasks_dir))
+        return Baseline(str(path), _from_run_dir(path, tasks_dir, mask))
     try:
         data = json.loads(path.read_text())
         rows = data["instances"]
@@ -74,7 +79,9 @@ def from_rows(rows: Sequence[dict[str, Any]]) -> dict[str, Entry]:
     for iid, rs in grouped.items():
         rs.sort(key=lambda r: r.get("attempt", 1))
         hidden = rs[0].get("hidden_tests")
+        golds = [r.get("gold_score") for r in rs]
         out[iid] = Entry(
+            gold=_mean([float(g) if isinstance(g, int | float) else None for g in golds]),
             score=sum(float(r["score"]) for r in rs) / len(rs),
             language=str(rs[0].get("language", "")),
             difficulty=str(rs[0].get("difficulty", "")),
@@ -83,7 +90,7 @@ def from_rows(rows: Sequence[dict[str, Any]]) -> dict[str, Entry]:
     return out
 
 
-def _from_run_dir(run_dir: Path, tasks_dir: Path | None) -> dict[str, Entry]:
+def _from_run_dir(run_dir: Path, tasks_dir: Path | None, mask: Mask | None = None) -> dict[str, Entry]:
     """Score every ``<id>/<id>.eval.json`` (and ``attempt-<k>/<id>/...``) as programbench info does."""
     from pytest_programbench.tasks import default_tasks_dir, load_instances
 
@@ -92,6 +99,7 @@ def _from_run_dir(run_dir: Path, tasks_dir: Path | None) -> dict[str, Entry]:
         for i in load_instances(tasks_dir or default_tasks_dir(), image_tag="", skip_fixtures=False)
     }
     scored: dict[str, list[tuple[float, frozenset[str], frozenset[str]]]] = {}
+    golds: dict[str, list[float | None]] = {}
     for eval_json in sorted([*run_dir.glob("*/*.eval.json"), *run_dir.glob("attempt-*/*/*.eval.json")]):
         iid = eval_json.name[: -len(".eval.json")]
         if eval_json.parent.name != iid or iid not in known:
@@ -104,6 +112,8 @@ def _from_run_dir(run_dir: Path, tasks_dir: Path | None) -> dict[str, Entry]:
         names = frozenset(f"{t.get('branch') or ''}/{t['name']}" for t in results)
         failed = frozenset(f"{t.get('branch') or ''}/{t['name']}" for t in results if t["status"] != "passed")
         scored.setdefault(iid, []).append((passed / len(results) if results else 0.0, failed, names))
+        gold = mask.score(iid, results) if mask is not None else None
+        golds.setdefault(iid, []).append(gold[0] if gold is not None else None)
     if not scored:
         raise BaselineInvalid(
             f"--pb-compare {run_dir}: no <id>/<id>.eval.json of a known task in this directory; give a run "
@@ -117,6 +127,7 @@ def _from_run_dir(run_dir: Path, tasks_dir: Path | None) -> dict[str, Entry]:
             difficulty=known[iid].difficulty,
             not_passed=runs[0][1],
             counted=runs[0][2],
+            gold=_mean(golds.get(iid, [None])),
         )
         for iid, runs in scored.items()
     }
@@ -136,6 +147,8 @@ class Comparison:
     resolved_lost: list[str]
     flips: dict[str, dict[str, list[str]]]
     counts: dict[str, int] = field(default_factory=dict)
+    #: The gold scores then and now, over the instances both runs have one of (None: neither has).
+    gold: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -158,6 +171,7 @@ class Comparison:
             "resolved_gained": self.resolved_gained,
             "resolved_lost": self.resolved_lost,
             "flips": self.flips,
+            "gold": self.gold,
             "instances": self.instances,
         }
 
@@ -176,6 +190,8 @@ class Comparison:
                 ("pb_compare_ci_high", round(self.ci[1], 6)),
             ]
         props += [(f"pb_compare_{k}", v) for k, v in self.counts.items() if k != "paired"]
+        if self.gold is not None:
+            props += [(f"pb_compare_gold_{k}", round(v, 6)) for k, v in self.gold.items()]
         return props
 
     def lines(self) -> list[str]:
@@ -194,6 +210,12 @@ class Comparison:
             f"{len(self.resolved_gained)}{_names(self.resolved_gained)}, lost "
             f"{len(self.resolved_lost)}{_names(self.resolved_lost)}",
         ]
+        if self.gold is not None:
+            g = self.gold
+            out.append(
+                f"gold score {g['mean_then']:.3f} -> {g['mean_now']:.3f} over the {g['paired']:.0f} "
+                f"instance(s) both measured against the gold mask: delta {g['mean_delta']:+.4f}"
+            )
         for key, groups in (("language", self.by_language), ("difficulty", self.by_difficulty)):
             out.extend(
                 f"{key} {name:<8} {g['instances']:>4} instance(s)  delta {g['mean_delta']:+.4f}"
@@ -278,6 +300,8 @@ def compare(baseline: Baseline, rows: Sequence[dict[str, Any]]) -> Comparison:
         else:
             row["status"] = _status(a.score, b.score)
             row["delta"] = deltas[iid] = b.score - a.score
+            if a.gold is not None and b.gold is not None:
+                row.update(gold_then=a.gold, gold_now=b.gold, gold_delta=b.gold - a.gold)
             flipped = _flips(a, b)
             if flipped:
                 flips[iid] = flipped
@@ -298,10 +322,29 @@ def compare(baseline: Baseline, rows: Sequence[dict[str, Any]]) -> Comparison:
         resolved_lost=[i for i in paired if now[i].score < RESOLVED_THRESHOLD <= then[i].score],
         flips=flips,
         counts=counts,
+        gold=_gold_means(instances),
     )
 
 
 _STATUSES = ("improved", "regressed", "same", "new", "gone")
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known and len(known) == len(values) else None
+
+
+def _gold_means(instances: list[dict[str, Any]]) -> dict[str, float] | None:
+    both = [i for i in instances if "gold_delta" in i]
+    if not both:
+        return None
+    n = len(both)
+    return {
+        "paired": float(n),
+        "mean_then": sum(i["gold_then"] for i in both) / n,
+        "mean_now": sum(i["gold_now"] for i in both) / n,
+        "mean_delta": sum(i["gold_delta"] for i in both) / n,
+    }
 
 
 def _groups(instances: list[dict[str, Any]], key: str) -> dict[str, dict[str, float]]:

@@ -211,6 +211,7 @@ class Engine:
         self._streams: Any = None
         self._disk_quota: bool | None = None
         self._cpus: int | None = None
+        self._podman: bool | None = None
         try:
             self.client: docker.DockerClient = sdk.DockerClient(
                 base_url=self.host, timeout=timeout, **_transport(self.host)
@@ -252,6 +253,30 @@ class Engine:
     @_reaching
     def version(self) -> str:
         return str(self.client.version().get("Version", "unknown"))
+
+    @_reaching
+    def is_podman(self) -> bool:
+        """Whether the engine is Podman serving the Docker API (its version names a "Podman Engine")."""
+        if self._podman is None:
+            components = self.client.version().get("Components") or []
+            self._podman = any("podman" in str(c.get("Name", "")).lower() for c in components)
+        return self._podman
+
+    @_reaching
+    def ignores_limits(self) -> bool:
+        """Whether the engine accepts CPU, memory and pids limits and applies none of them.
+
+        Rootless Podman on cgroup v1 does so (podman 4.3: "Resource limits are not supported and
+        ignored on cgroups V1 rootless systems"; ``docker inspect`` then shows them as 0). Its
+        libpod API says it is rootless; the Docker API does not. Private docker-py API (_get,
+        _result), as in archive_stream.
+        """
+        if not self.is_podman():
+            return False
+        api: Any = self.client.api
+        host = api._result(api._get(f"{api.base_url}/v4.0.0/libpod/info"), json=True).get("host") or {}
+        rootless = bool((host.get("security") or {}).get("rootless"))
+        return rootless and str(host.get("cgroupVersion", "")) == "v1"
 
     # -- images ----------------------------------------------------------------
 
@@ -831,8 +856,14 @@ class Engine:
         """Command lines of the processes running in the container (``docker top``)."""
         top = self.client.api.top(container_id)
         titles = top.get("Titles") or []
+        rows = top.get("Processes") or []
+        if len(titles) == 1 and "CMD" in titles[0].split():
+            # Podman 4.x answers each process as one unsplit ps line under one title line; ps starts
+            # the last column, the command, where its title starts.
+            at = titles[0].index("CMD")
+            return [str(row[0])[at:].strip() for row in rows if row]
         column = titles.index("CMD") if "CMD" in titles else len(titles) - 1
-        return [str(row[column]) for row in top.get("Processes") or []]
+        return [str(row[column]) for row in rows]
 
     @contextlib.contextmanager
     def archive(self, container_id: str, path: str) -> Iterator[BinaryIO]:

@@ -136,6 +136,8 @@ def not_passed(detail: dict[str, dict[str, Any]] | None) -> set[str]:
 #: On an item: its hidden-test detail, read once by the test function for its message and its row.
 DETAIL_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
 PATHS_KEY = pytest.StashKey[dict[str, Any]]()
+#: On an item, with --pb-gold-mask: (gold_score, passed, gold tests) of its eval.json, or None.
+GOLD_KEY = pytest.StashKey["tuple[float, int, int] | None"]()
 
 
 def of_item(request: pytest.FixtureRequest, instance: Instance) -> dict[str, dict[str, Any]] | None:
@@ -150,9 +152,18 @@ def of_item(request: pytest.FixtureRequest, instance: Instance) -> dict[str, dic
     if trajectory.is_file():
         paths["trajectory"] = str(trajectory)
     request.node.stash[PATHS_KEY] = paths
-    hidden = for_instance(eval_json, task) if paths else None
-    if hidden is not None:
+    try:
+        data = read(eval_json) if paths else None
+        hidden = summarise(data, task) if data is not None else None
+    except (OSError, ValueError, KeyError, TypeError):
+        data = hidden = None
+    if data is not None and hidden is not None:
         request.node.stash[DETAIL_KEY] = hidden
+        from pytest_programbench.gold import mask_of
+
+        mask = mask_of(request.config)
+        if mask is not None:  # --pb-gold-mask: the same counted tests, measured against the reference's
+            request.node.stash[GOLD_KEY] = mask.score(instance.instance_id, counted(data, task))
     return hidden
 
 
@@ -160,6 +171,10 @@ def attach(item: pytest.Item, row: dict[str, Any]) -> None:
     """Put the item's detail and file paths on its report row (they cross xdist with it)."""
     paths: dict[str, Any] = item.stash.get(PATHS_KEY, {})
     row.update(paths)
+    if GOLD_KEY in item.stash:
+        from pytest_programbench.gold import add_gold_score
+
+        add_gold_score(row, item.stash[GOLD_KEY])
     hidden = item.stash.get(DETAIL_KEY, None)
     if hidden is not None:
         row["hidden_tests"] = hidden

@@ -390,7 +390,8 @@ def pb_outcome(
     ``programbench eval`` (no ``--force``) would: reused without starting a container
     when that tool would skip it, otherwise only the branches it would evaluate are
     scored and merged in; ``--pb-force`` scores everything again. Scoring asks for
-    ``pb_submission``, ``pb_image``, ``pb_hidden_tests`` and ``pb_scoring_cpus``.
+    ``pb_submission``, ``pb_image``, ``pb_hidden_tests`` and ``pb_scoring_cpus``. With
+    ``--pb-gold`` it scores the task image's own reference instead (gold.py).
     """
     from pytest_programbench import files, resume
     from pytest_programbench.images import check_pinned
@@ -398,6 +399,10 @@ def pb_outcome(
     from pytest_programbench.scoring import NO_EVAL_JSON, eval_json_path, score_submission, summarise_existing
     from pytest_programbench.submissions import UNPACKED_FACTOR
 
+    if pb_settings.gold:  # --pb-gold: the task's own reference is scored, no submission exists
+        from pytest_programbench.gold import gold_outcome
+
+        return gold_outcome(request, pb_instance, pb_instance_dir)
     source = None
     if pb_settings.submissions_dir:
         source = submission_path(Path(pb_settings.submissions_dir), pb_instance.instance_id)

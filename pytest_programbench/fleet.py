@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,8 +24,6 @@ import pytest
 from pytest_programbench.errors import EngineUnavailable
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from pytest_programbench.containers import Engine
     from pytest_programbench.imagebudget import Ledger
     from pytest_programbench.prefetch import Prefetch
@@ -218,6 +218,7 @@ class EngineFacts:
     cores: int
     free_bytes: int | None  # None: not measurable from here (a remote engine)
     version: str
+    ignores_limits: bool = False  # rootless Podman on cgroup v1 (containers.Engine.ignores_limits)
 
 
 def survey(fleet: FleetSettings) -> list[EngineFacts]:
@@ -230,8 +231,16 @@ def survey(fleet: FleetSettings) -> list[EngineFacts]:
             continue  # the default engine: items say so one by one when it does not answer
         try:
             with Engine(spec.url, timeout=ALIVE_TIMEOUT_SECONDS) as engine:
+                version = ("Podman " if engine.is_podman() else "") + engine.version()
                 facts.append(
-                    EngineFacts(spec.url, spec.slots, engine.cpu_count(), free_disk(engine), engine.version())
+                    EngineFacts(
+                        spec.url,
+                        spec.slots,
+                        engine.cpu_count(),
+                        free_disk(engine),
+                        version,
+                        ignores_limits=engine.ignores_limits(),
+                    )
                 )
         except EngineUnavailable as exc:
             raise pytest.UsageError(
@@ -266,6 +275,12 @@ def header_lines(fleet: FleetSettings, facts: list[EngineFacts], n_workers: int)
             f"programbench:   {fact.url}: {fact.slots} slot(s), {workers} worker(s), {fact.cores} cores, "
             f"{free}, engine {fact.version}"
         )
+        if fact.ignores_limits:
+            lines.append(
+                f"programbench:   {fact.url}: rootless Podman on cgroup v1 ignores every CPU, memory and "
+                "pids limit: --pb-cpus, --pb-memory and --pb-scoring-memory do nothing there, a fork bomb "
+                "is not contained, and time-sensitive hidden tests run unthrottled (use cgroup v2, or root)"
+            )
     return lines
 
 
@@ -331,19 +346,83 @@ class Fleet:
         self.close()
 
 
-def cli_env(url: str, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment a ``docker`` CLI needs to talk to ``url`` (and to no other engine).
+def cli_changes(url: str) -> tuple[dict[str, str], tuple[str, ...]]:
+    """What a ``docker`` CLI's environment needs set and unset to talk to ``url`` (and no other engine).
 
     DOCKER_HOST names the engine; a context would override nothing but confuse, so it goes;
     TLS settings stay only for tcp://, where the CLI reads them.
     """
-    env = dict(os.environ if environ is None else environ)
-    env.pop("DOCKER_CONTEXT", None)
-    env["DOCKER_HOST"] = url
-    if not url.startswith("tcp://"):
-        env.pop("DOCKER_TLS_VERIFY", None)
-        env.pop("DOCKER_CERT_PATH", None)
-    return env
+    unset = (
+        ("DOCKER_CONTEXT",)
+        if url.startswith("tcp://")
+        else ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
+    )
+    return {"DOCKER_HOST": url}, unset
+
+
+def cli_env(url: str, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a ``docker`` CLI needs to talk to ``url``: ``environ`` (default ours) changed so."""
+    wanted, unset = cli_changes(url)
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in unset}
+    return {**env, **wanted}
+
+
+_wrappers: dict[tuple[str, str], str] = {}
+_wrappers_lock = threading.Lock()
+
+
+def evaluator_cli(url: str, *, podman: bool = False) -> str:
+    """The executable the official evaluator runs, as its ``docker``, to reach the engine at ``url``.
+
+    programbench runs ``<executable> run/exec/cp/commit/rmi ...`` as subprocesses that
+    inherit this process's environment, and threads (prefetch, watchdogs, other branch
+    workers) share that environment; so rather than change it, each engine gets a small
+    wrapper that execs the real CLI with the engine's settings, written once per process.
+    When nothing needs changing (one engine, named by our own environment) the official
+    executable is returned as it is, and scoring runs exactly as ``programbench eval`` does.
+
+    A Podman engine is driven by the ``podman`` CLI (``--url``) when it is installed:
+    Podman's Docker-compatible API refuses ``docker commit`` from a current docker CLI
+    (podman 4.3: "Decode(): EOF"), while its own remote client does everything the
+    evaluator asks. ``PROGRAMBENCH_DOCKER_EXECUTABLE`` (programbench's own override) is
+    honoured; if it names podman, every engine is reached with ``--url``.
+    """
+    from programbench.constants import DOCKER_EXECUTABLE
+
+    cli = DOCKER_EXECUTABLE
+    if podman and Path(cli).name != "podman" and shutil.which("podman"):
+        cli = "podman"
+    if Path(cli).name != "podman" and cli_env(url) == dict(os.environ):
+        return cli
+    with _wrappers_lock:
+        key = (url, cli)
+        if key not in _wrappers:
+            _wrappers[key] = _write_wrapper(url, cli)
+        return _wrappers[key]
+
+
+def _write_wrapper(url: str, cli: str) -> str:
+    import atexit
+    import shlex
+    import stat
+    import tempfile
+
+    real = shutil.which(cli) or cli
+    if Path(cli).name == "podman":
+        body = f'exec {shlex.quote(real)} --url {shlex.quote(url)} "$@"\n'
+    else:
+        wanted, unset = cli_changes(url)
+        body = f"unset {' '.join(unset)}\n"
+        body += "".join(f"{k}={shlex.quote(v)}; export {k}\n" for k, v in wanted.items())
+        body += f'exec {shlex.quote(real)} "$@"\n'
+    folder = tempfile.mkdtemp(prefix="pytest-programbench-cli-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = Path(folder) / Path(cli).name
+    path.write_text(
+        f"#!/bin/sh\n# pytest-programbench: the evaluator's {Path(cli).name} CLI, reaching {url}\n{body}"
+    )
+    path.chmod(stat.S_IRWXU)
+    return str(path)
 
 
 def per_engine_lines(rows: list[dict[str, Any]]) -> list[str]:

@@ -139,6 +139,9 @@ function summary() {
     ["resolved", s.resolved, "n-resolved"], ["almost (>= 0.95)", s.almost, "n-almost"],
     ["partial", s.partial, "n-partial"], ["zero", s.zero, "n-zero"], ["errors", s.error, "n-error"],
   ];
+  if (s.mean_gold_score !== undefined) {
+    items.push(["mean gold score (vs the reference here)", fmt(s.mean_gold_score, 4), "mean-gold-score"]);
+  }
   if (DATA.run_dir) items.push(["run directory", DATA.run_dir, "run-dir"]);
   for (const [k, v, id] of items) { dl.append(el("dt", {}, k), el("dd", {id: id}, String(v))); }
   box.append(el("h2", {}, "Summary"), dl,
@@ -208,6 +211,11 @@ function comparison() {
     fmt(c.mean_now, 4) + " over " + c.paired + " instance(s) in both: delta "));
   box.lastChild.append(el("strong", {id: "compare-delta"}, signed(c.mean_delta)), ci);
   const k = c.counts;
+  if (c.gold) {
+    box.append(el("p", {id: "compare-gold"}, "Gold score " + fmt(c.gold.mean_then, 4) + " \u2192 " +
+      fmt(c.gold.mean_now, 4) + " over " + c.gold.paired + " instance(s) measured against the gold mask: " +
+      "delta " + signed(c.gold.mean_delta)));
+  }
   box.append(el("p", {id: "compare-counts"}, "improved " + k.improved + ", regressed " + k.regressed +
     ", same " + k.same + ", new " + k.new + ", gone " + k.gone + "; resolved gained " +
     c.resolved_gained.length + ", lost " + c.resolved_lost.length));
@@ -238,6 +246,10 @@ const COLUMNS = [
   ["outcome", r => r.outcome], ["cost $", r => r.agent_cost, 2], ["time s", r => r.seconds, 1],
   ["reason", r => short(r.reason || r.message || r.error_code || "")],
 ];
+// --pb-gold-mask: the gold score beside the official one (which stays first: the headline).
+if (ROWS.some(r => r.gold_score !== undefined && r.gold_score !== null)) {
+  COLUMNS.splice(5, 0, ["gold score", r => r.gold_score, 3]);
+}
 let sortColumn = 0, sortAscending = true;
 
 function table() {

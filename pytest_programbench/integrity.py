@@ -111,6 +111,7 @@ _ALWAYS_ALLOWED = (
     # The engine mounts its init there for `docker run --init`, which the evaluator uses.
     "/usr/sbin/docker-init",
     "/sbin/docker-init",
+    "/run/podman-init",  # Podman's, for `--init`
 )
 
 # Each toolchain's own caches and lock files, as its documentation names them: (the variable
@@ -213,8 +214,9 @@ def image_homes(passwd: str) -> list[str]:
 
 #: Without the image's own configuration: root's and the agent's homes with the tools' defaults.
 DEFAULT_TOOLCHAIN = Toolchain.from_env({"HOME": "/root"}, ["/root", "/home/agent"])
-#: The evaluator's containers run `docker run --init ... sleep 2h`: one init, one keeper.
-_INIT_PREFIXES = ("/sbin/docker-init", "docker-init")
+#: The evaluator's containers run `docker run --init ... sleep 2h`: one init (Docker's docker-init,
+#: Podman's catatonit at /run/podman-init), one keeper.
+_INIT_PREFIXES = ("/sbin/docker-init", "docker-init", "/run/podman-init")
 _KEEPER = "sleep 2h"
 _SUMMARY_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected|rerun)")
 # pytest's last line, whole: `==== 1 failed, 8 passed in 0.93s ====`, or bare under -q; after a

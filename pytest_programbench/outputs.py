@@ -25,6 +25,7 @@ from pytest_programbench.settings import Option, _base, _raw, _usage, parse_frac
 if TYPE_CHECKING:
     from pytest_programbench.compare import Baseline, Comparison
     from pytest_programbench.model import Instance
+    from pytest_programbench.package import Packaged
     from pytest_programbench.results import Tally
 
 OPTIONS = (
@@ -52,6 +53,14 @@ OPTIONS = (
         "file",
         metavar="FILE",
     ),
+    Option(
+        "--pb-package",
+        "At the end, package the run as a leaderboard submission in DIR (programbench submit package, plus "
+        "the agent, model, settings, versions, per-instance cost/steps/tokens/time and trajectories), then "
+        "check it with programbench submit verify",
+        "path",
+        metavar="DIR",
+    ),
 )
 HTML_EVERY_SECONDS = 5.0
 
@@ -62,12 +71,18 @@ class Outputs:
     compare: str = ""
     compare_fail: float | None = None
     html: str = ""
+    package: str = ""
 
 
 def resolve(config: pytest.Config) -> Outputs:
     raw = {opt.dest: _raw(config, opt) for opt in OPTIONS}
     kwargs: dict[str, Any] = {}
-    for dest, name in (("pb_junit_tests", "junit_tests"), ("pb_html", "html"), ("pb_compare", "compare")):
+    for dest, name in (
+        ("pb_junit_tests", "junit_tests"),
+        ("pb_html", "html"),
+        ("pb_compare", "compare"),
+        ("pb_package", "package"),
+    ):
         value, where = raw[dest]
         if value is None:
             continue
@@ -75,12 +90,32 @@ def resolve(config: pytest.Config) -> Outputs:
         if name == "compare" and not path.exists():
             raise _usage(where, value, f"{path} does not exist; give a --pb-report JSON or a run directory")
         kwargs[name] = str(path)
+    if "package" in kwargs:
+        _check_package(config, Path(kwargs["package"]), raw["pb_package"][1])
     value, where = raw["pb_compare_fail"]
     if value is not None:
         kwargs["compare_fail"] = parse_fraction(value, where)  # a drop in score: 0..1 too
         if "compare" not in kwargs:
             raise _usage(where, value, "it needs --pb-compare PATH (the run to compare with)")
     return Outputs(**kwargs)
+
+
+def _check_package(config: pytest.Config, dest: Path, where: str) -> None:
+    """A leaderboard submission is one attempt per instance of submissions, in a directory of its own."""
+    from pytest_programbench.keys import RUN_DIR_KEY, SETTINGS_KEY
+
+    settings = config.stash[SETTINGS_KEY]
+    if settings.gold:
+        raise _usage(
+            where, str(dest), "a --pb-gold run scores references, not submissions: nothing to submit"
+        )
+    if settings.attempts > 1:
+        raise _usage(
+            where, str(dest), "a leaderboard submission has one attempt per instance; drop --pb-attempts"
+        )
+    run_dir = config.stash[RUN_DIR_KEY].resolve()
+    if dest == run_dir or run_dir in dest.parents or dest in run_dir.parents:
+        raise _usage(where, str(dest), f"give a directory apart from the run directory {run_dir}")
 
 
 class OutputsPlugin:
@@ -94,6 +129,7 @@ class OutputsPlugin:
         self.gate_failure = ""
         self.failures: list[str] = []
         self._html_written = 0.0
+        self.packaged: Packaged | None = None
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         o = self.outputs
@@ -147,6 +183,33 @@ class OutputsPlugin:
             self._attempt("--pb-junit-tests", self.write_junit_tests)
         if self.outputs.html:
             self.write_html(final=True)
+        if self.outputs.package and self.collector.collected:
+            self.write_package(session)
+
+    def write_package(self, session: pytest.Session) -> None:
+        """``--pb-package``: the run as a leaderboard submission; a failure fails the session."""
+        from pytest_programbench.package import package
+
+        config = session.config
+        assert self.collector.run_dir is not None
+        try:
+            self.packaged = package(
+                self.collector.run_dir,
+                Path(self.outputs.package),
+                [self.collector.rows[k] for k in sorted(self.collector.rows)],
+                self.collector.meta,
+                agent_config=_agent_config(config),
+                engines=_engines(config),
+                command=["pytest", *config.invocation_params.args],
+            )
+        except Exception as exc:  # the summary matters more; the failure is said there and fails the run
+            from pytest_programbench.package import Packaged
+
+            self.packaged = Packaged(
+                Path(self.outputs.package), ok=False, error=f"{type(exc).__name__}: {exc}"
+            )
+        if not self.packaged.ok and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _attempt(self, what: str, write: Any) -> None:
         try:
@@ -192,6 +255,56 @@ class OutputsPlugin:
 
         for line in lines:  # they name hidden tests, which a submission's results.xml can name
             terminalreporter.write_line(printable(line))
+        if self.packaged is not None:
+            terminalreporter.write_sep("=", "ProgramBench leaderboard package")
+            for line in self.packaged.lines():
+                terminalreporter.write_line(printable(line))
+
+
+def _agent_config(config: pytest.Config) -> Any:
+    """The agent's configuration as it ran: mini-swe-agent's merged config, or the --pb-agent-config YAML."""
+    from pytest_programbench.keys import SETTINGS_KEY
+
+    settings = config.stash[SETTINGS_KEY]
+    if settings.agent == "mini-swe-agent":
+        from pytest_programbench.mini_agent import load_config
+
+        return load_config(settings)
+    if settings.agent_config:
+        import yaml
+
+        return yaml.safe_load(Path(settings.agent_config).read_text())
+    return None
+
+
+def _engines(config: pytest.Config) -> list[dict[str, Any]]:
+    """Each engine's version and cores, and the CPUs a scoring container got there (the share rule)."""
+    from pytest_programbench.containers import Engine
+    from pytest_programbench.fleet import FLEET_KEY, scoring_cpus
+    from pytest_programbench.keys import SETTINGS_KEY
+
+    settings = config.stash[SETTINGS_KEY]
+    fleet = config.stash[FLEET_KEY]
+    workers = int(getattr(config.option, "numprocesses", None) or 1)
+    out = []
+    for spec in fleet.engines:
+        entry: dict[str, Any] = {"url": spec.url, "slots": spec.slots}
+        try:
+            with Engine(spec.url, timeout=30) as engine:
+                cores = engine.cpu_count()
+                wanted = max(1, min(settings.cpus or 10, cores))
+                entry.update(
+                    version=engine.version(),
+                    podman=engine.is_podman(),
+                    cores=cores,
+                    scoring_cpus=scoring_cpus(
+                        cores, wanted, fleet.workers_on(spec.url, workers), settings.branch_workers
+                    ),
+                )
+        except Exception as exc:  # recorded as unknown: the package is still worth writing
+            entry["error"] = str(exc)
+        out.append(entry)
+    return out
 
 
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

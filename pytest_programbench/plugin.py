@@ -135,6 +135,9 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         _register_outputs(config, tally)
         config.pluginmanager.register(tally, "programbench-results")
+        from pytest_programbench import gold
+
+        gold.configure(config, tally)
         if config.get_verbosity() >= 0 and not config.option.collectonly:
             from pytest_programbench.progress import Overall
 
@@ -183,7 +186,10 @@ def _register_outputs(config: pytest.Config, collector: Any) -> None:
         from pytest_programbench import compare
 
         try:
-            baseline = compare.load(Path(wanted.compare), Path(config.stash[SELECTION_KEY].tasks_dir))
+            from pytest_programbench.gold import mask_of
+
+            tasks_dir = Path(config.stash[SELECTION_KEY].tasks_dir)
+            baseline = compare.load(Path(wanted.compare), tasks_dir, mask_of(config))
         except compare.BaselineInvalid as exc:
             raise pytest.UsageError(f"programbench: {exc}") from None
     config.pluginmanager.register(outputs.OutputsPlugin(wanted, collector, baseline), "programbench-outputs")

@@ -37,7 +37,7 @@ def run(config: pytest.Config, settings: Settings, engines: tuple[str | None, ..
         if "pb_outcome" not in overridden:  # a conftest that scores by itself needs no engine of ours
             for host in engines:
                 check_engine(host)
-        if not settings.submissions_dir and not overridden & SUBMISSION_FIXTURES:
+        if not settings.submissions_dir and not settings.gold and not overridden & SUBMISSION_FIXTURES:
             check_agent(config, settings)
     except ProgramBenchError as exc:
         raise pytest.UsageError(f"programbench: {exc}") from None

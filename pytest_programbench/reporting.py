@@ -39,6 +39,16 @@ def _scoring_lines(settings: Settings) -> list[str]:
         out.append("programbench: --pb-force-agent: agents run again and every instance is scored in full")
     elif settings.force:
         out.append("programbench: --pb-force: every instance is scored again in full; agents are not rerun")
+    if settings.gold:
+        out.append(
+            "programbench: --pb-gold: each task's reference ./executable is scored as it stands in its image "
+            "(no agent, no compile); the gold mask goes to gold_mask.json in the run directory"
+        )
+    if settings.gold_mask:
+        out.append(
+            f"programbench: --pb-gold-mask {settings.gold_mask}: rows get gold_score beside the official "
+            "score, which stays the headline"
+        )
     if (settings.branch_workers, settings.branch_retries) != (1, 1):
         out.append(
             f"programbench: {settings.branch_workers} branch worker(s) per instance, "
@@ -84,14 +94,19 @@ def summary_lines(
     not_run = [r for r in rows if r["outcome"] == NOT_RUN]
     shown = [r for r in rows if r["outcome"] != NOT_RUN]
     width = max(len(_label(r)) for r in shown or rows)
+    with_gold = any(r.get("gold_score") is not None for r in rows)
+    score_width = 11 if with_gold else 5  # the official score, then the gold score beside it
     out = [
-        f"{'instance':<{width}}  {'lang':<7} {'diff':<7} {'score':>5} {'passed':>9}  {'steps':>5} "
-        f"{'cost':>7} {'time':>7}  outcome"
+        f"{'instance':<{width}}  {'lang':<7} {'diff':<7} {'score':>5} "
+        + (f"{'gold':>5} " if with_gold else "")
+        + f"{'passed':>9}  {'steps':>5} {'cost':>7} {'time':>7}  outcome"
     ]
     for r in shown:
         error = r["outcome"] == ERROR
         passed = "-" if error else f"{r['n_resolved']}/{r['n_tests']}"
         score = "-" if error else f"{r['score']:.2f}"
+        if with_gold:
+            score += " " + ("-" if r.get("gold_score") is None else f"{r['gold_score']:.2f}").rjust(5)
         steps = "" if r.get("agent_steps") is None else str(r["agent_steps"])
         cost = "" if r.get("agent_cost") is None else f"${r['agent_cost']:.2f}"
         seconds = (r.get("agent_seconds") or 0.0) + (r.get("eval_seconds") or 0.0)
@@ -102,7 +117,8 @@ def summary_lines(
         if r.get("session"):
             note = f"{SESSION_NOTES[r['session']]}" + (f"; {note}" if note else "")
         out.append(
-            f"{_label(r):<{width}}  {r['language']:<7} {r['difficulty']:<7} {score:>5} {passed:>9}  "
+            f"{_label(r):<{width}}  {r['language']:<7} {r['difficulty']:<7} {score:>{score_width}} "
+            f"{passed:>9}  "
             f"{steps:>5} {cost:>7} {_duration(seconds) if seconds else '':>7}  {r['outcome']}"
             + (f"  ({note})" if note else "")
         )
@@ -116,6 +132,12 @@ def summary_lines(
         f"{summary[c]} {c}" for c in OUTCOMES if summary[c]
     )
     out.append(line)
+    if "mean_gold_score" in summary:
+        out.append(
+            "gold score (the share of the tests the reference passes here that the submission passes): "
+            f"mean {summary['mean_gold_score']:.3f} over the {summary['n_gold_scored']} item(s) the gold "
+            "mask knows; the official score above stays the headline"
+        )
     out.extend(_coverage_lines(summary, not_run))
     out.extend(per_engine_lines(rows))
     out.extend(_resume_lines(rows, summary))
@@ -304,6 +326,10 @@ def totals(
         "by_language": aggregates(rows, "language"),
         "by_difficulty": aggregates(rows, "difficulty"),
     }
+    gold = [float(r["gold_score"]) for r in rows if r.get("gold_score") is not None]
+    if gold:
+        summary["mean_gold_score"] = sum(gold) / len(gold)
+        summary["n_gold_scored"] = len(gold)
     if attempts > 1:
         summary[f"pass@{attempts}"] = sum(s["passed_any"] for s in stats.values()) / len(stats)
         summary["per_instance"] = stats

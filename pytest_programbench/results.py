@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,6 +19,9 @@ from pytest_programbench import files
 from pytest_programbench.errors import ProgramBenchError
 from pytest_programbench.keys import SETTINGS_KEY
 from pytest_programbench.model import CATEGORIES, ERROR, LETTERS, OUTCOMES, Instance, Outcome
+
+if TYPE_CHECKING:
+    from pytest_programbench.gold import Mask
 
 REPORT_ATTR = "programbench"
 REPORT_EVERY_SECONDS = 1.0
@@ -44,6 +47,7 @@ JUNIT_IF_KNOWN = (
     ("pb_agent_timed_out", "agent_timed_out"),
     ("pb_reused", "reused"),
     ("pb_official_score", "official_score"),
+    ("pb_gold_score", "gold_score"),
     ("pb_image_id", "image_id"),
     ("pb_rescored", "rescored"),
     ("pb_engine", "engine"),
@@ -171,6 +175,8 @@ class Tally:
         self.run_dir = run_dir
         self._written = 0.0
         self.write_failure = ""  # why the last --pb-report write failed; the run goes on regardless
+        #: --pb-gold-mask: verdicts taken from the run directory get their gold_score here (gold.py)
+        self.gold_mask: Mask | None = None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.collected = not session.config.option.collectonly
@@ -242,6 +248,11 @@ class Tally:
                 if self.integrity == "strict":
                     outcome = outcome.counted_strictly()
                 self.rows[key] = {**row_of(outcome, self.threshold, inst), "session": source}
+                if self.gold_mask is not None and self.run_dir is not None:
+                    from pytest_programbench.gold import add_gold_score, gold_score_of
+
+                    eval_json = self.run_dir / inst.rel_dir / f"{inst.instance_id}.eval.json"
+                    add_gold_score(self.rows[key], gold_score_of(self.gold_mask, inst, eval_json))
             elif nodeid in self.expected:
                 self.rows[key] = not_run_row(inst, cause)
             else:
@@ -262,6 +273,8 @@ class Tally:
             ("pb_integrity_mode", summary["integrity"]),
             *((f"pb_{c}", summary[c]) for c in OUTCOMES),
         ]
+        if "mean_gold_score" in summary:
+            props += [("pb_mean_gold_score", round(summary["mean_gold_score"], 6))]
         props += [(k.replace("@", "_at_"), round(v, 6)) for k, v in summary.items() if k.startswith("pass@")]
         for key in ("by_language", "by_difficulty"):
             for name, agg in summary[key].items():

@@ -28,12 +28,11 @@ import functools
 import io
 import itertools
 import logging
-import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,7 +132,9 @@ def score_submission(
     if audit is not None:
         audit.task_image(image or instance.image_ref)  # the reference's content, the toolchain layout
         audit.submission(submission)
-    evaluator = _evaluator_class(progress, len(to_test), audit)(
+    evaluator = evaluator_class()(
+        cli=container_cli(engine, labels or {}, memory),
+        observer=Observer(progress, len(to_test), audit),
         image_name=image_name,
         solution_branch="submission",
         submission_archive=submission,
@@ -151,13 +152,13 @@ def score_submission(
     )
     started = time.monotonic()
     try:
-        with _container_options(labels or {}, memory), _engine_env(engine):
-            result = evaluator.run()
-    except Exception as exc:  # the evaluator only catches its own step errors
-        _check_engine(engine, str(exc))
-        return _crashed(instance, submission, blob_dir, exc)
+        result = run_evaluator(evaluator, instance, engine)
+    except EvaluatorCrashed as crashed:
+        # Whose fault the crash is, and what to do, is read from the exception the evaluator raised.
+        if not isinstance(crashed.__cause__, Exception):
+            raise
+        return _crashed(instance, submission, blob_dir, crashed.__cause__)
     elapsed = time.monotonic() - started
-    _check_engine(engine, _failure_text(result))
     if merge_into is not None and not result.error_code:
         existing = EvaluationResult.model_validate_json(merge_into.read_text())
         result = merge_like_eval_batch(existing, result, active)
@@ -293,63 +294,47 @@ def summarise_existing(
 
 #: What the docker CLI says when the engine is not there; the evaluator turns it into step failures.
 _ENGINE_GONE = ("Cannot connect to the Docker daemon", "Is the docker daemon running")
-_options_lock = threading.Lock()
 
 
-@contextlib.contextmanager
-def _container_options(labels: Mapping[str, str], memory: str) -> Iterator[None]:
-    """Extra ``docker run`` options for the evaluator's containers, for one scoring run.
+@dataclass(frozen=True)
+class ContainerCli:
+    """How one scoring run's containers are started: the CLI the evaluator runs as ``docker``, and
+    the ``docker run`` options it adds (labels, memory) to every container.
 
-    programbench starts every container with ``[*DOCKER_RUN_ARGS, "--init"]``, reading its
-    module-level list at each start; we extend that list in place and restore it after.
-    A process scores one item at a time, so nothing else sees the additions.
+    Handed to the evaluator per call, never put in programbench's module-level
+    ``DOCKER_RUN_ARGS`` or in ``os.environ``, which the prefetch and watchdog threads and
+    the other branch workers of this process share.
     """
-    from programbench import constants
 
-    extra = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
+    executable: str = "docker"
+    run_args: tuple[str, ...] = ()
+
+
+def container_cli(engine: Engine | None, labels: Mapping[str, str], memory: str = "") -> ContainerCli:
+    """The CLI that reaches ``engine`` (fleet.evaluator_cli), the options for ``labels`` and ``memory``."""
+    from programbench.constants import DOCKER_EXECUTABLE
+
+    from pytest_programbench.fleet import evaluator_cli
+
+    run_args = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
     if memory:
-        extra += ["--memory", memory, "--memory-swap", memory]
-    with _options_lock:
-        saved = list(constants.DOCKER_RUN_ARGS)
-        constants.DOCKER_RUN_ARGS[:] = [*saved, *extra]
+        run_args += ["--memory", memory, "--memory-swap", memory]
+    executable = (
+        DOCKER_EXECUTABLE if engine is None else evaluator_cli(engine.host, podman=engine.is_podman())
+    )
+    return ContainerCli(executable, tuple(run_args))
+
+
+def run_evaluator(evaluator: Any, instance: Instance, engine: Engine | None) -> EvaluationResult:
+    """``evaluator.run()``; an engine that stopped answering is EngineUnavailable, a crash is
+    EvaluatorCrashed."""
     try:
-        yield
-    finally:
-        with _options_lock:
-            constants.DOCKER_RUN_ARGS[:] = saved
-
-
-@contextlib.contextmanager
-def _engine_env(engine: Engine | None) -> Iterator[None]:
-    """Point the evaluator's ``docker`` CLI calls at ``engine`` while it runs.
-
-    programbench runs ``docker run/exec/cp/commit/rmi`` as subprocesses that inherit this
-    process's environment; with several engines, that environment must name the item's
-    one. A process scores one item at a time, so the change is seen by that item alone.
-    """
-    if engine is None:
-        yield
-        return
-    from pytest_programbench.fleet import cli_env
-
-    with _options_lock:
-        saved = dict(os.environ)
-        wanted = cli_env(engine.host, saved)
-        _set_environ(wanted)
-    try:
-        yield
-    finally:
-        with _options_lock:
-            _set_environ(saved)
-
-
-def _set_environ(wanted: Mapping[str, str]) -> None:
-    """Make os.environ equal ``wanted``, touching only the variables that differ."""
-    for key in [k for k in os.environ if k not in wanted]:
-        del os.environ[key]
-    for key, value in wanted.items():
-        if os.environ.get(key) != value:
-            os.environ[key] = value
+        result: EvaluationResult = evaluator.run()
+    except Exception as exc:  # the evaluator only catches its own step errors
+        _check_engine(engine, str(exc))
+        raise EvaluatorCrashed(instance.instance_id, f"{type(exc).__name__}: {exc}") from exc
+    _check_engine(engine, _failure_text(result))
+    return result
 
 
 def _failure_text(result: EvaluationResult) -> str:
@@ -398,34 +383,96 @@ def write_integrity(
     files.write_text(integrity_path(instance_dir, instance_id), json.dumps(data, indent=2))
 
 
-def _evaluator_class(
-    progress: Callable[[str], object] | None, n_branches: int, audit: Audit | None = None
-) -> Any:
-    """The official Evaluator, observed: progress lines, the integrity audit's looks, and
-    where it raised (the step, the branch), with each step's output bounded.
+class Observer:
+    """What watches one scoring run from inside the evaluator: progress lines and the integrity audit.
 
-    Private programbench API, used here only: the Evaluator's ``_compile_executable``,
-    ``_run_step``, ``_evaluate_branch``, ``_run_test_branch`` and ``_copy_file_from_container``,
-    and ContainerEnvironment's ``execute`` (tests/unit/test_private_apis.py checks they
-    exist). Each override calls the original unchanged and returns what it returned; the
-    audit reads containers through the engine and never raises. One thing is changed: a
-    step's command runs through :func:`bounded_execute`, which returns what
-    ``ContainerEnvironment.execute`` returns but keeps only the head and tail of long output.
-    Should a programbench release rename these methods, the evaluator still runs and we are
-    just blinder (the audit then records nothing for that step).
+    Only observes: the evaluator's hooks call the originals unchanged and return what they
+    returned; the audit reads containers through the engine and never raises.
     """
+
+    def __init__(
+        self, progress: Callable[[str], object] | None = None, n_branches: int = 0, audit: Audit | None = None
+    ) -> None:
+        self.report: Callable[[str], object] = progress or (lambda line: None)
+        self.n_branches = n_branches
+        self.audit = audit
+        self.numbers = itertools.count(1)  # branches run in a thread pool; next() on a count is atomic
+        self.current = threading.local()  # the branch each evaluator thread is testing
+
+
+@functools.cache
+def evaluator_class() -> Any:
+    """The official Evaluator, given its CLI and ``docker run`` options per instance, and observed.
+
+    Private programbench API, used here only: the Evaluator's ``_new_env``, ``_compile_executable``,
+    ``_run_step``, ``_evaluate_branch``, ``_run_test_branch`` and ``_copy_file_from_container``
+    (tests/unit/test_private_apis.py checks they exist, and that our ``_new_env`` starts the
+    container the official one would, but for the executable and the extra options). Every
+    ``docker`` subprocess programbench runs goes through a ContainerEnvironment's ``executable``
+    (run, exec, cp, commit, stop, rm), except the committed image's ``rmi`` at the end of ``run()``,
+    which uses the module constant ``DOCKER_EXECUTABLE`` and this process's environment: that call
+    may miss an engine other than ours, so ``run()`` removes the image again through ours.
+    ContainerEnvironment's ``execute`` is replaced on each container by :func:`bounded_execute`,
+    which returns what it returns but keeps only the head and tail of long output. Should a
+    programbench release rename these methods, the evaluator still runs and we are just blinder
+    (the audit then records nothing for that step).
+    """
+    from programbench.constants import DOCKER_EXECUTABLE, DOCKER_RUN_ARGS, WORKSPACE_DIR
+    from programbench.container import ContainerEnvironment, remove_image
     from programbench.eval.eval import Evaluator
 
-    report: Callable[[str], object] = progress or (lambda line: None)
-    numbers = itertools.count(1)  # branches run in a thread pool; next() on a count is atomic
-    current = threading.local()  # the branch each evaluator thread is testing
+    class EngineContainer(ContainerEnvironment):
+        """A container the evaluator starts; reports what it commits, to remove it on the right engine."""
 
-    class ObservedEvaluator(Evaluator):
+        def __init__(self, *, on_commit: Callable[[str], object], **kwargs: Any) -> None:
+            self._on_commit = on_commit
+            super().__init__(**kwargs)
+
+        def commit(self, image_ref: str) -> str:
+            done = str(super().commit(image_ref))
+            self._on_commit(image_ref)
+            return done
+
+    class EngineEvaluator(Evaluator):
+        def __init__(self, *, cli: ContainerCli, observer: Observer | None = None, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.cli = cli
+            self.observer = observer or Observer()
+            self.committed: list[str] = []
+
+        def container_kwargs(self, image: str, *, serial_pytest: bool = False) -> dict[str, Any]:
+            """What the official ``_new_env`` gives ContainerEnvironment (programbench 1.2.x), with our
+            executable and our options before its ``--init``."""
+            env = {"PYTEST_ADDOPTS": "--max-worker-restart=4"}
+            if serial_pytest:
+                env["PYTEST_XDIST_AUTO_NUM_WORKERS"] = "1"
+            return {
+                "image": image,
+                "cwd": WORKSPACE_DIR,
+                "executable": self.cli.executable,
+                "timeout": 600,
+                "cpus": self.docker_cpus,
+                "env": env,
+                "run_args": [*DOCKER_RUN_ARGS, *self.cli.run_args, "--init"],
+            }
+
+        def _new_env(self, image: str, *, serial_pytest: bool = False) -> Any:
+            kwargs = self.container_kwargs(image, serial_pytest=serial_pytest)
+            return EngineContainer(on_commit=self.committed.append, **kwargs)
+
+        def run(self) -> Any:
+            try:
+                return super().run()
+            finally:
+                if self.cli.executable != DOCKER_EXECUTABLE:  # else the official rmi reached it
+                    for ref in self.committed:
+                        remove_image(ref, executable=self.cli.executable)
+
         def _compile_executable(self, env: Any, *args: Any, **kwargs: Any) -> Any:
-            report("scoring: compiling the submission")
+            self.observer.report("scoring: compiling the submission")
             done = super()._compile_executable(env, *args, **kwargs)
-            if audit is not None:
-                audit.compiled(env.container_id, self.result.executable_hash)
+            if self.observer.audit is not None:
+                self.observer.audit.compiled(env.container_id, self.result.executable_hash)
             return done
 
         def _run_step(self, command: str, *args: Any, **kwargs: Any) -> Any:
@@ -434,9 +481,10 @@ def _evaluator_class(
                 env.execute = functools.partial(bounded_execute, env)
             step = kwargs.get("step_name")
             watch: Any = contextlib.nullcontext()
+            audit = self.observer.audit
             if audit is not None and step in ("compile", "run_tests"):
                 during = "while compile.sh ran" if step == "compile" else (
-                    f"while branch {getattr(current, 'branch', '')}'s tests ran"
+                    f"while branch {getattr(self.observer.current, 'branch', '')}'s tests ran"
                 )  # fmt: skip
                 watch = audit.watching(kwargs["env"].container_id, during)
             try:
@@ -450,11 +498,12 @@ def _evaluator_class(
             return done
 
         def _evaluate_branch(self, branch: str, *args: Any, **kwargs: Any) -> Any:
-            report(f"scoring: testing branch {next(numbers)}/{n_branches} ({branch})")
+            seen = self.observer
+            seen.report(f"scoring: testing branch {next(seen.numbers)}/{seen.n_branches} ({branch})")
             return super()._evaluate_branch(branch, *args, **kwargs)
 
         def _run_test_branch(self, branch: str, *args: Any, **kwargs: Any) -> Any:
-            current.branch = branch
+            self.observer.current.branch = branch
             try:
                 return super()._run_test_branch(branch, *args, **kwargs)
             except Exception as exc:  # the branch an evaluator crash came from, for the message
@@ -463,11 +512,13 @@ def _evaluator_class(
                 raise
 
         def _copy_file_from_container(self, *args: Any, **kwargs: Any) -> Any:
+            audit = self.observer.audit
             if audit is not None and kwargs.get("step_name") == "results_read":
-                audit.before_results_read(kwargs["env"].container_id, getattr(current, "branch", ""))
+                branch = getattr(self.observer.current, "branch", "")
+                audit.before_results_read(kwargs["env"].container_id, branch)
             return super()._copy_file_from_container(*args, **kwargs)
 
-    return ObservedEvaluator
+    return EngineEvaluator
 
 
 def outcome_from_eval_json(

@@ -352,6 +352,24 @@ OTHER_OPTIONS = (
         _plain(lambda v, w: parse_fraction(v, w)),
         metavar="X",
     ),
+    Option(
+        "--pb-gold",
+        "Gold run: score each selected task's reference ./executable, as it stands in its image, against "
+        "the hidden tests on this machine (no agent, no compile); writes <run dir>/gold_mask.json",
+        "bool",
+        "off",
+        "gold",
+        _flag,
+    ),
+    Option(
+        "--pb-gold-mask",
+        "A gold_mask.json of a --pb-gold run: rows get gold_score, the share of the tests the reference "
+        "passes there that the submission passes (the official score is unchanged)",
+        default="none",
+        field="gold_mask",
+        parse=lambda v, w, c: _existing_file(v, c, w),
+        metavar="FILE",
+    ),
 )
 ALL_OPTIONS = SELECTION_OPTIONS + OTHER_OPTIONS
 
@@ -395,6 +413,8 @@ class Settings:
     integrity: str = "report"
     reference: str = "readable"  # the agent's access to ./executable (--pb-reference)
     scoring_memory: str = ""
+    gold: bool = False  # score the tasks' references (gold.py), not submissions
+    gold_mask: str = ""  # a gold_mask.json: rows get gold_score beside the official score
 
     @property
     def explicit_selection(self) -> bool:
@@ -662,11 +682,12 @@ def resolve(config: pytest.Config, node_ids: Sequence[str] = ()) -> Settings:
     raw = {opt.dest: _raw(config, opt) for opt in ALL_OPTIONS}
     active = bool(node_ids) or any(raw[opt.dest][0] is not None for opt in SELECTION_OPTIONS)
     if not active:
-        if config.getoption("pb_agent") is not None:
-            raise pytest.UsageError(
-                "programbench: --pb-agent needs instances to run; add a selection such as "
-                "--pb-language rust, --pb-instance REGEX or --pb-selftest"
-            )
+        for flag in ("--pb-agent", "--pb-gold"):
+            if config.getoption(flag[2:].replace("-", "_")) is not None:
+                raise pytest.UsageError(
+                    f"programbench: {flag} needs instances to run; add a selection such as "
+                    "--pb-language rust, --pb-instance REGEX or --pb-selftest"
+                )
         return Settings(active=False)
     kwargs: dict[str, Any] = {"node_ids": tuple(node_ids)}
     if node_ids and not any(raw[opt.dest][0] is not None for opt in SELECTION_OPTIONS):
@@ -680,7 +701,7 @@ def resolve(config: pytest.Config, node_ids: Sequence[str] = ()) -> Settings:
         inputs = _selftest_inputs(config)
         kwargs.update(selftest=True, tasks_dir=inputs["tasks_dir"])
         kwargs.setdefault("blob_dir", inputs["blob_dir"])
-        if not kwargs.get("agent") and not kwargs.get("submissions_dir"):
+        if not kwargs.get("agent") and not kwargs.get("submissions_dir") and not kwargs.get("gold"):
             kwargs["agent"] = "selftest"
     if "blob_dir" not in kwargs and os.environ.get("PROGRAMBENCH_BLOB_DIR"):
         kwargs["blob_dir"] = _resolve_path(
@@ -688,6 +709,19 @@ def resolve(config: pytest.Config, node_ids: Sequence[str] = ()) -> Settings:
         )
     if kwargs.get("force_agent"):
         kwargs["force"] = True  # a rerun agent leaves a new submission: nothing old can be reused
+    if kwargs.get("gold"):
+        for name, flag in (
+            ("agent", "pb_agent"),
+            ("submissions_dir", "pb_submissions"),
+            ("gold_mask", "pb_gold_mask"),
+        ):
+            if kwargs.get(name):
+                raise _usage(
+                    raw[flag][1],
+                    raw[flag][0],
+                    "--pb-gold scores the tasks' own references, not submissions: leave it out, "
+                    "or leave out --pb-gold",
+                )
     if kwargs.get("agent") == "command" and not kwargs.get("agent_cmd"):
         raise _usage(raw["pb_agent"][1], "command", "the command agent needs --pb-agent-cmd CMD")
     return Settings(active=True, **kwargs)

@@ -171,3 +171,143 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+#: The user a rootless Podman service runs as (images/setup-test-machine.sh creates it).
+PODMAN_USER = os.environ.get("PB_PODMAN_USER", "pbpodman")
+PODMAN_ROOT = Path("/var/lib/pb-test-podman")  # the rootful service's own store, apart from the machine's
+
+
+class PodmanEngine:
+    """A Podman API service the tests start and stop: rootful, or rootless as PODMAN_USER.
+
+    Each has a storage of its own (``CONTAINERS_STORAGE_CONF``), so the machine's own Podman
+    images and containers are never touched, and overlay storage (Podman 4.3 picks vfs for a
+    rootless user on its first run here, which copies every layer for every container).
+    """
+
+    def __init__(self, rootless: bool) -> None:
+        import pwd
+
+        self.rootless = rootless
+        if rootless:
+            try:
+                account = pwd.getpwnam(PODMAN_USER)
+            except KeyError:
+                raise RuntimeError(
+                    f"no user {PODMAN_USER} for rootless Podman; run images/setup-test-machine.sh"
+                ) from None
+            self.uid, self.gid, self.home = account.pw_uid, account.pw_gid, Path(account.pw_dir)
+            self.runtime = Path(f"/run/user/{self.uid}")
+            self.storage = self.home / ".local/share/pb-test-containers"
+            self.config = self.home / ".config/pb-test-podman"
+        else:
+            self.uid = self.gid = 0
+            self.home = Path(os.environ.get("HOME", "/root"))
+            self.runtime = Path("/run/pb-test-podman")
+            self.storage = PODMAN_ROOT / "storage"
+            self.config = PODMAN_ROOT
+        self.socket = self.runtime / "pb-test-podman.sock"
+        self.host = f"unix://{self.socket}"
+        self.log = Path(f"/tmp/pb-test-podman-{'rootless' if rootless else 'rootful'}.log")
+        self._service: subprocess.Popen[bytes] | None = None
+
+    def _env(self) -> dict[str, str]:
+        env = {
+            "PATH": os.environ["PATH"],
+            "CONTAINERS_STORAGE_CONF": str(self.config / "storage.conf"),
+            "CONTAINERS_CONF": str(self.config / "containers.conf"),
+        }
+        if self.rootless:
+            env.update(HOME=str(self.home), XDG_RUNTIME_DIR=str(self.runtime))
+        return env
+
+    def _own(self, *paths: Path) -> None:
+        """Make each path a directory the service's user owns, with any parents made for it (in its
+        home: Podman makes its own directories beside them)."""
+        for path in paths:
+            missing = [p for p in [path, *path.parents] if not p.exists()]
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for made in missing:
+                os.chown(made, self.uid, self.gid)
+            os.chown(path, self.uid, self.gid)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        with self.log.open("a") as log:
+            return subprocess.Popen(
+                ["podman", "system", "service", "--time=0", self.host],
+                env=self._env(),
+                user=self.uid,
+                group=self.gid,
+                extra_groups=[],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def start(self, timeout: float = 120) -> None:
+        self._own(self.runtime, self.storage, self.config, self.runtime / "pb-test-containers")
+        (self.config / "storage.conf").write_text(
+            f'[storage]\ndriver = "overlay"\ngraphroot = "{self.storage}"\n'
+            f'runroot = "{self.runtime / "pb-test-containers"}"\n'
+        )
+        (self.config / "containers.conf").write_text("")
+        if not self.rootless:
+            # Rootful Podman asks each container for RLIMIT_NOFILE/NPROC far above its own; without
+            # CAP_SYS_RESOURCE (these VMs) every start fails ("error setting rlimit type 7"). So the
+            # containers ask for what the service itself has, read from a first start of it.
+            probe = self._spawn()
+            try:
+                self._wait(probe, timeout)
+                limits = Path(f"/proc/{probe.pid}/limits").read_text()
+            finally:
+                probe.terminate()
+                probe.wait(timeout=30)
+            nofile = _hard_limit(limits, "Max open files")
+            nproc = _hard_limit(limits, "Max processes")
+            (self.config / "containers.conf").write_text(
+                f'[containers]\ndefault_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n'
+            )
+        self._service = self._spawn()
+        self._wait(self._service, timeout)
+
+    def _wait(self, service: subprocess.Popen[bytes], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.answers():
+            if time.monotonic() > deadline or service.poll() is not None:
+                raise RuntimeError(
+                    f"podman system service did not answer; its log:\n{self.log.read_text()[-3000:]}"
+                )
+            time.sleep(0.2)
+
+    def answers(self) -> bool:
+        done = subprocess.run(["docker", "-H", self.host, "version"], capture_output=True)
+        return self.socket.exists() and done.returncode == 0
+
+    def load(self, image: str) -> None:
+        """Copy ``image`` from the main engine into this Podman's store (docker save | podman load)."""
+        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE, env=_main_env())
+        subprocess.run(
+            ["podman", "--url", self.host, "load", "-q"], stdin=save.stdout, check=True, capture_output=True
+        )
+        if save.wait() != 0:
+            raise RuntimeError(f"docker save {image} failed")
+
+    def stop(self) -> None:
+        if self._service is not None and self._service.poll() is None:
+            self._service.terminate()
+            self._service.wait(timeout=60)
+        self._service = None
+
+    def wipe(self) -> None:
+        """Remove every container and image of this service (its store is its own: all of them are ours)."""
+        for args in (["rm", "--all", "--force"], ["rmi", "--all", "--force"]):
+            subprocess.run(["podman", "--url", self.host, *args], capture_output=True, timeout=300)
+
+
+def _hard_limit(limits: str, name: str) -> str:
+    """The hard limit on the line ``name`` of a /proc/<pid>/limits text."""
+    for line in limits.splitlines():
+        if line.startswith(name):
+            return line[len(name) :].split()[1]
+    raise RuntimeError(f"no {name!r} in /proc limits:\n{limits}")

@@ -156,28 +156,6 @@ def test_threshold_lets_a_partial_submission_pass(pytester: pytest.Pytester, spr
     result.stdout.fnmatch_lines(["*1 partial*"])
 
 
-def test_scoring_containers_get_our_labels_and_memory_only_for_the_run() -> None:
-    from programbench import constants
-    from programbench.eval import eval as official
-
-    from pytest_programbench.scoring import _container_options
-
-    before = list(constants.DOCKER_RUN_ARGS)
-    with _container_options({"io.pytest-programbench.run": "r1"}, "512m"):
-        # The list the evaluator reads when it starts each container is the one we extended.
-        assert official.DOCKER_RUN_ARGS is constants.DOCKER_RUN_ARGS
-        assert [
-            *before,
-            "--label",
-            "io.pytest-programbench.run=r1",
-            "--memory",
-            "512m",
-            "--memory-swap",
-            "512m",
-        ] == constants.DOCKER_RUN_ARGS
-    assert before == constants.DOCKER_RUN_ARGS
-
-
 def test_branch_workers_score_alike_and_share_the_engines_cpus(
     pytester: pytest.Pytester, spread: Spread, engine: Engine
 ) -> None:

@@ -63,6 +63,7 @@ def test_a_fresh_machine_gets_an_engine_the_tools_and_the_images(tmp_path: Path)
         "PATH": fake_path(tmp_path / "bin"),
         "DOCKER_HOST": f"unix://{tmp_path / 'no-engine.sock'}",
         "PB_SETUP_DRY_RUN": "1",
+        "PB_PODMAN_USER": f"pbtest-{uuid.uuid4().hex[:8]}",  # no such user here
     }
     done = run(str(tmp_path / "state"), env=env)
     assert done.returncode == 0, done.stderr
@@ -74,7 +75,8 @@ def test_a_fresh_machine_gets_an_engine_the_tools_and_the_images(tmp_path: Path)
         f"{install} docker.io",
         f"would run: setsid nohup dockerd -H {env['DOCKER_HOST']} >/tmp/pb-dockerd.log 2>&1 &",
         f"{install} mmdebstrap docker-registry iproute2 chromium chromium-driver "
-        "openssh-server openssh-client",
+        "openssh-server openssh-client podman catatonit uidmap",
+        f"would run: useradd --create-home --shell /usr/sbin/nologin {env['PB_PODMAN_USER']}",
         "would run: images/build-test-images.sh",
     ]
     assert not (tmp_path / "state").exists()  # a dry run writes nothing
@@ -101,9 +103,13 @@ def test_a_ready_machine_needs_nothing_installed_or_started(engine: Engine, tmp_
                 "chromedriver",
                 "sshd",
                 "ssh-keygen",
+                "podman",
+                "catatonit",
+                "newuidmap",
             ),
         ),
         "PB_SETUP_DRY_RUN": "1",
+        "PB_PODMAN_USER": "pbpodman",  # made by the set-up that ran before this suite
     }
     if "DOCKER_HOST" in os.environ:
         env["DOCKER_HOST"] = os.environ["DOCKER_HOST"]

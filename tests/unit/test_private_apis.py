@@ -26,6 +26,7 @@ def test_programbench_internals_scoring_py_calls() -> None:
 
     assert callable(eval_batch._summary_from_existing)
     for name in (
+        "_new_env",
         "_compile_executable",
         "_run_step",
         "_evaluate_branch",
