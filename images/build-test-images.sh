@@ -8,6 +8,9 @@
 # task images (images/realistic, tests/realistic.py) on a trixie base made the same way,
 # each under a tag carrying a hash of its build context, so an unchanged one is not rebuilt.
 #
+# PB_TEST_IMAGES=selftest builds only the base and self-test images (tox's py-pytestmin: the
+# tests it runs use no other); the default, all, builds the realistic ones too.
+#
 # PB_CREATED_IMAGES=FILE appends each image this run built (tags, then untagged build
 # stages by id) to FILE; images that were already there are left out, so a teardown that
 # removes FILE's images never removes a developer's own.
@@ -43,6 +46,11 @@ print(f"{s.image_name()}:{s.IMAGE_TAG}")' 2>/dev/null)"; then
         # The build's toolchain stage stays behind untagged; it is ours too.
         comm -13 <(echo "$before") <(dangling) >>"$created"
     fi
+fi
+
+if [ "${PB_TEST_IMAGES:-all}" = selftest ]; then
+    echo "build-test-images.sh: PB_TEST_IMAGES=selftest: no realistic images"
+    exit 0
 fi
 
 # The realistic task images: a trixie base (offline like the bookworm one), then the images
