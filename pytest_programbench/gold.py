@@ -14,7 +14,7 @@ deletion, no ``rm -f ./executable``, no synthetic git repository, no DNS blackho
 is the one binary it is meant to flag).
 
 The session writes a gold mask, ``<run dir>/gold_mask.json``: per task, the counted
-hidden tests the reference fails here (:data:`SCHEMA`, documented in the README). A
+hidden tests the reference fails here (:data:`SCHEMA`, documented in docs/gold-and-leaderboard.md). A
 normal run given ``--pb-gold-mask FILE`` adds ``gold_score`` beside the official score:
 the share of the tests the reference passes here that the submission passes. The
 official score stays the headline and is never changed.

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pytest_programbench")
 
-#: Every finding code and what it means (the README's Integrity section repeats these).
+#: Every finding code and what it means (docs/integrity.md repeats these).
 CODES: dict[str, str] = {
     "test_config": "pytest or Python start-up configuration the hidden tests would load",
     "shadowed_module": "a Python module at the workspace root named like one the test run imports",

@@ -196,7 +196,7 @@ OTHER_OPTIONS = (
         "--pb-agent",
         "Agent that solves each instance: none, command, mini-swe-agent, or module:attr (a callable "
         "(instance, sandbox) or an object with run(instance, sandbox)); conftest.py may choose "
-        "instead (see the README: Running an agent)",
+        "instead (see docs/agents.md)",
         default="none given: the item errors unless a hook or fixture names one",
         field="agent",
         parse=_plain(lambda v, w: parse_agent(v, w)),
