@@ -16,6 +16,7 @@ import shutil
 import socket
 import stat
 import struct
+import subprocess
 import tarfile
 import threading
 import time
@@ -636,9 +637,7 @@ class Engine:
         finally:
             # Closed before anything else is asked of the engine: until then its copy of the
             # command's output waits on us, and it answers nothing else about the container.
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+            _close_stream(sock)
         if timed_out or overflowed.is_set():
             self.kill_marked(container, marker, user=user)
         reader.join(KILL_GRACE_SECONDS)
@@ -1142,3 +1141,29 @@ def _why_alive(owner: str) -> str:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[-1] if text else type(exc).__name__
+
+
+def _close_stream(sock: socket.socket) -> None:
+    """Close an exec's attached stream, however the engine side already ended it.
+
+    Over ssh:// the SDK's socket is an ``ssh ... docker system dial-stdio`` process: once the
+    command is over the far end may be gone, and docker-py's ``close()`` then writes to a dead
+    pipe (BrokenPipeError) and never ends the process. Neither is the command's failure.
+    """
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()
+    proc = getattr(sock, "proc", None)  # docker.transport.sshconn.SSHSocket
+    if isinstance(proc, subprocess.Popen):
+        with contextlib.suppress(OSError):
+            proc.terminate()
+        try:
+            proc.wait(KILL_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()

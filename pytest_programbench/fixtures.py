@@ -269,11 +269,33 @@ def pb_agent_run(
     if isinstance(error, ProgramBenchError):
         raise error
     if error is not None:
-        raise AgentCrashed(pb_instance.instance_id, f"{error_name(error)}: {error}") from error
+        detail = f"{error_name(error)}: {error}"
+        saved = _save_traceback(pb_instance_dir, error)
+        if saved is not None:
+            detail += f" (its traceback: {saved})"
+        raise AgentCrashed(pb_instance.instance_id, detail) from error
     from pytest_programbench.resume import mark_agent_done
 
     mark_agent_done(pb_instance_dir, run)
     return run
+
+
+def _save_traceback(instance_dir: Path, error: BaseException) -> Path | None:
+    """Write the agent's traceback to ``<id>/agent_traceback.txt``; where it went, or None."""
+    import traceback
+
+    from pytest_programbench.agents import AgentRaised
+
+    own = error.details if isinstance(error, AgentRaised) else None
+    text = "".join(traceback.format_exception(error)) if own is None else own
+    if not text:
+        return None
+    path = instance_dir / "agent_traceback.txt"
+    try:
+        path.write_text(text, errors="replace")
+    except OSError:
+        return None
+    return path
 
 
 @pytest.fixture

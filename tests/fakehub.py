@@ -51,7 +51,11 @@ class FakeHub:
     ``token``: when set, every request must carry ``Authorization: Bearer <token>``; no
     header gets the Hub's private-repo answer (401, RepoNotFound), a wrong one gets
     401 "Invalid credentials". ``get_delay``: seconds to sleep before sending a file body
-    (widens race windows in concurrency tests). ``page_size``: tree entries per page.
+    (widens race windows in concurrency tests). ``hold_files_for``: when set, no file body is
+    sent until that many repo-info requests (one per ``snapshot_download``) have arrived, or 60 s
+    have passed; `held` then says whether they came: it lines concurrent clients up on the
+    download phase without depending on how fast each one started. ``page_size``: tree
+    entries per page.
     Files are read once, when the hub starts; the commit sha is derived from the content.
     """
 
@@ -60,11 +64,14 @@ class FakeHub:
     revision: str = "main"
     token: str | None = None
     get_delay: float = 0.0
+    hold_files_for: int = 0
     page_size: int = 1000
+    held: bool | None = field(default=None, init=False)
     _files: dict[str, _File] = field(default_factory=dict, init=False, repr=False)
     _log: list[tuple[str, str]] = field(default_factory=list, init=False, repr=False)
     _full_log: list[tuple[str, str]] = field(default_factory=list, init=False, repr=False)
     _log_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _arrived: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
     _server: ThreadingHTTPServer | None = field(default=None, init=False, repr=False)
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
     _endpoint: str = field(default="", init=False, repr=False)
@@ -134,6 +141,17 @@ class FakeHub:
         with self._log_lock:
             self._log.append((method, urllib.parse.urlsplit(target).path))
             self._full_log.append((method, target))
+        with self._arrived:
+            self._arrived.notify_all()
+
+    def _hold_file(self) -> None:
+        if not self.hold_files_for:
+            return
+        prefix = f"/api/datasets/{self.repo_id}/revision/"
+        with self._arrived:
+            came = self._arrived.wait_for(lambda: self.count("GET", prefix) >= self.hold_files_for, 60)
+        with self._log_lock:
+            self.held = bool(came) if self.held is None else self.held and bool(came)
 
     def clear_requests(self) -> None:
         with self._log_lock:
@@ -362,6 +380,8 @@ def _make_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 lo, hi = int(first or 0), int(last) if last else len(f.data) - 1
                 data, status = f.data[lo : hi + 1], 206
                 headers["Content-Range"] = f"bytes {lo}-{hi}/{len(f.data)}"
+            if not head:
+                hub._hold_file()
             if not head and hub.get_delay:
                 time.sleep(hub.get_delay)
             # For HEAD, _send announces len(data) as Content-Length but writes no body.

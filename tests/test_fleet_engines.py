@@ -114,7 +114,7 @@ def test_items_spread_over_two_engines_each_on_its_own_and_score_as_on_one(
     assert set(rows) == set(ids), said
     assert {r["engine"] for r in rows.values()} == {host_a, engine_b.host}, rows
     for iid, row in rows.items():
-        assert row["outcome"] == "resolved", row
+        assert row["outcome"] == "resolved", f"{json.dumps(row, indent=1)}\n{said}"
         mine, other_watch = (on_a, on_b) if row["engine"] == host_a else (on_b, on_a)
         # Its sandbox and compile container, and one container per tested branch, on its engine alone.
         assert mine.of(iid)["task"] == 2 and mine.of(iid)["branches"] >= 1, (iid, mine.instances)

@@ -411,10 +411,13 @@ def test_huggingface_hub_alone_downloads_each_file_once(
 ) -> None:
     """The library guarantee we rely on, without our lock: the per-blob lock in
     `_hf_hub_download_to_cache_dir` plus the exists-check in `_download_to_tmp_and_move`."""
-    with FakeHub(repo_dir, repo_id=HF_REPO, get_delay=0.5) as hub:
+    # No file body leaves the hub before all three have asked for the repo's info, so each of
+    # them is in the download phase while the first download is still in flight.
+    with FakeHub(repo_dir, repo_id=HF_REPO, get_delay=0.5, hold_files_for=3) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
         results = _race(3, {"raw": True, "repo": HF_REPO, "patterns": [f"{IID}/**"]})
         assert {r.get("error") for r in results} == {None}, results
+        assert hub.held, hub.requests
         assert _overlapped(results), results
         wanted = {f"{IID}/tests/{b}.tar.gz" for b in ("br1", "br2", "br3")}
         assert hub.file_gets() == dict.fromkeys(wanted, 1)

@@ -190,8 +190,7 @@ def packed(
 def _populate(engine: Engine, box: Sandbox, entries: list[Entry]) -> None:
     # Made by a script in the container, as the agent user: the names are bytes no shell quoting
     # would carry, and this is how an agent's own files come to be.
-    container = engine.get(box.container_id)
-    engine.put_file(container, "/tmp/spec.json", _spec(entries).encode(), mode=0o644, owner=box.uid)
+    box.write_file("/tmp/spec.json", _spec(entries), mode=0o644)
     made = box.exec(f"python3 -c {shlex.quote(MAKE)} < /tmp/spec.json")
     assert made.returncode == 0, made.output
 
