@@ -151,7 +151,7 @@ class FakeHub:
         with self._arrived:
             came = self._arrived.wait_for(lambda: self.count("GET", prefix) >= self.hold_files_for, 60)
         with self._log_lock:
-            self.held = bool(came) if self.held is None else self.held and bool(came)
+            self.held = came and self.held is not False  # False once any file was sent unheld
 
     def clear_requests(self) -> None:
         with self._log_lock:

@@ -175,7 +175,7 @@ def packed(
         with open_sandbox(
             engine, selftest_image, run_id=RUN_ID, worker="gw-test", instance_id=name, limits=Limits(cpus=1)
         ) as box:
-            _populate(engine, box, entries())
+            _populate(box, entries())
             gnu = root / f"{name}-gnu.tar.gz"
             container = engine.get(box.container_id)
             made = engine.exec(container, "tar -czf /tmp/gnu.tar.gz -C /workspace .", user="0", workdir="/")
@@ -187,7 +187,7 @@ def packed(
     assert engine.labelled({LABEL_RUN: RUN_ID}) == []
 
 
-def _populate(engine: Engine, box: Sandbox, entries: list[Entry]) -> None:
+def _populate(box: Sandbox, entries: list[Entry]) -> None:
     # Made by a script in the container, as the agent user: the names are bytes no shell quoting
     # would carry, and this is how an agent's own files come to be.
     box.write_file("/tmp/spec.json", _spec(entries), mode=0o644)
