@@ -10,8 +10,11 @@
 #       (images/build-test-images.sh). STATE_DIR records the image tags present before and
 #       the images this run built. --dry-run (or PB_SETUP_DRY_RUN=1) only prints what it would do.
 #   setup-test-machine.sh --teardown STATE_DIR
-#       removes the images the set-up built in this run (a developer's pre-built ones stay),
-#       then lists the test tags left behind that were not there before, and fails if any.
+#       lists the test tags left behind that were not there before and that the set-up did
+#       not build, and fails if any. The images the set-up built stay, like the engine it
+#       started: tagged by a hash of their build context, they make the next run's set-up
+#       (tox's next env, a contributor's next `tox`) a check instead of a rebuild.
+#       PB_SETUP_REMOVE_BUILT=1 removes them first (a developer's pre-built ones stay).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
@@ -121,18 +124,30 @@ teardown() {
         say "no set-up state in $state: nothing to take back"
         return
     fi
+    # The file holds tags, and build stages by id: a stage has no tag and no use once its
+    # image is built, so it goes; the tags stay unless PB_SETUP_REMOVE_BUILT is set.
+    local built=() image
     if [ -s "$state/created-images" ]; then
+        mapfile -t built < <(grep ':' "$state/created-images" || true)
         # Newest first: the self-test image before the base it was built on.
         tac "$state/created-images" | while read -r image; do
+            case "$image" in *:*) [ -n "${PB_SETUP_REMOVE_BUILT:-}" ] || continue ;; esac
             docker image rm "$image" >/dev/null 2>&1 && say "removed $image (built by the set-up)" || true
         done
+    fi
+    if [ -n "${PB_SETUP_REMOVE_BUILT:-}" ]; then
+        built=()
+    elif [ ${#built[@]} -gt 0 ]; then
+        say "kept the ${#built[@]} test image(s) the set-up built, for the next run (PB_SETUP_REMOVE_BUILT=1 removes them)"
     fi
     # A tag a container still uses belongs to a session still running (on a shared engine,
     # another one's scoring); it is named, not counted. This suite removes its containers.
     local used tag left=()
     used="$(docker ps -aq | xargs -r docker inspect --format '{{.Image}}' 2>/dev/null | sort -u || true)"
     for tag in $(suite_tags | comm -13 "$state/tags-before" - || true); do
-        if grep -qxF "$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null)" <<<"$used"; then
+        if [ ${#built[@]} -gt 0 ] && printf '%s\n' "${built[@]}" | grep -qxF "$tag"; then
+            continue  # the set-up's own, kept above
+        elif grep -qxF "$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null)" <<<"$used"; then
             say "in use by a container, so not the suite's leftover: $tag"
         else
             left+=("$tag")

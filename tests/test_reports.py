@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -229,22 +228,25 @@ def test_an_interrupted_run_resumes_without_redoing_finished_work(
     clones = {"tasks": tasks, "blobs": blobs}
     ids = dict(zip(names, own_ids, strict=True))
 
-    def options(out: Path) -> list[str]:
+    def options(out: Path, agent_timeout: int = 5) -> list[str]:
         selection = instance_filter(*(f"resumed-{n}" for n in names))
-        return [*session_options(clones, out), "-p", "no:cacheprovider", "--pb-agent-timeout=5", selection]
+        timeout = f"--pb-agent-timeout={agent_timeout}"
+        return [*session_options(clones, out), "-p", "no:cacheprovider", timeout, selection]
 
     out = pytester.path / "out"
     pytester.makeconftest(CONFTEST)
     # Ctrl-C while the last instance's agent (slow) works; broken, good and half are finished by then.
+    # Its agent sleeps for 600 s under a 600 s limit here, so it is still at work however late the
+    # signal comes: the signal waits for the agent's own word that it started (slow.pid), no clock.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", *options(out)],
+        [sys.executable, "-m", "pytest", *options(out, agent_timeout=600)],
         cwd=pytester.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for(out / "progress.log", agent_started(ids["slow"]))
-        time.sleep(1)
+        wait_for(out / "progress.log", agent_started(ids["slow"]), proc=proc)
+        wait_for(pytester.path / "slow.pid", proc=proc)
         proc.send_signal(signal.SIGINT)
         output = proc.communicate(timeout=120)[0].decode()
     finally:

@@ -244,29 +244,49 @@ def tight_sandbox(engine: Engine, selftest_image: str, run_id: str) -> Iterator[
     assert engine.labelled({LABEL_RUN: run_id}) == [], "the sandbox outlived its context"
 
 
-def test_packing_survives_fork_bombs_fifos_devices_and_symlinks(
+def test_packing_survives_a_full_pids_table_fifos_devices_and_symlinks(
     engine: Engine, tight_sandbox: Sandbox, run_id: str, tmp_path: Path
 ) -> None:
     box = tight_sandbox
     [container] = engine.labelled({LABEL_RUN: run_id})
+    assert container.attrs["HostConfig"]["PidsLimit"] == 64  # what the container was given
     box.exec("echo 'int main(){return 0;}' > main.c && ln -s /etc/passwd passwd-link && mkfifo pipe")
     box.exec("ln main.c main-hardlink.c && mkfifo /tmp/.pb-submission.tar.gz")  # the old packer's path
     assert engine.exec(container, "mknod /workspace/null c 1 3", user="0").returncode == 0
-    # A fork bomb that shed the exec marker, so nothing but the container's end stops it.
-    box.exec("(env -u PB_EXEC_MARKER bash -c 'bomb() { bomb | bomb & }; bomb' >/dev/null 2>&1 &)")
-
-    def can_start() -> bool:
+    # A fork bomb that keeps every pid it gets and shed the exec marker, so nothing but the
+    # container's end stops it: it forks for ever, taking each pid that comes free, and once
+    # the kernel has refused it for a while it says so in a file. A bomb whose processes die
+    # and retry leaves the table full only now and then; this one keeps it full, so what
+    # follows does not depend on how fast the machine is.
+    bomb = (
+        "import os, time\n"
+        "refused = 0\n"
+        "while True:\n"
+        "    try:\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(3600); os._exit(0)\n"
+        "        refused = 0\n"
+        "    except OSError:\n"
+        "        refused += 1\n"
+        "        if refused == 40:\n"
+        "            open('/tmp/pids-full', 'w').close()\n"
+        "        time.sleep(0.01)\n"
+    )
+    box.write_file("/tmp/bomb.py", bomb.encode())
+    box.exec("(env -u PB_EXEC_MARKER python3 /tmp/bomb.py >/dev/null 2>&1 &)")
+    deadline = time.monotonic() + 300  # a guard against a hang, not a measure: the file comes in ms
+    while True:
         try:
-            return box.exec("true", timeout=10).returncode == 0
+            engine.read_file(container, "/tmp/pids-full")  # the archive API: no process needed
+            break
         except Exception:
-            return False
-
-    # Until the pids table is full: then nothing can start in the container. By the clock, not a
-    # count of tries: on a loaded machine the bomb (one CPU) takes longer to fill 64 pids.
-    deadline = time.monotonic() + 120
-    while can_start():
-        if time.monotonic() > deadline:
-            pytest.fail("the fork bomb never filled the pids table")
+            if time.monotonic() > deadline:
+                pytest.fail("the bomb never wrote /tmp/pids-full")
+            time.sleep(0.2)
+    # An exec'd process still gets in (a process moved into a cgroup is not counted against its
+    # limit), but nothing in the container can fork: whatever packing needed of a shell would fail.
+    forked = box.exec("python3 -c 'import os; os.fork()'", timeout=60)
+    assert forked.returncode != 0 and "Resource temporarily unavailable" in forked.output, forked
     packed = box.pack(tmp_path / "submission.tar.gz")
     assert sorted(packed.skipped) == ["./null", "./pipe"]
     with tarfile.open(packed.path, "r:gz") as tar:

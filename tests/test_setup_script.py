@@ -120,7 +120,7 @@ def test_a_ready_machine_needs_nothing_installed_or_started(engine: Engine, tmp_
     assert lines[1:] == ["setup-test-machine.sh: would run: images/build-test-images.sh"]
 
 
-def test_teardown_removes_what_the_set_up_built_and_fails_on_leftovers(
+def test_teardown_keeps_what_the_set_up_built_and_fails_on_leftovers(
     engine: Engine, base_image: str, tmp_path: Path
 ) -> None:
     prefix = f"pbtest-setup-{uuid.uuid4().hex[:12]}"
@@ -135,13 +135,18 @@ def test_teardown_removes_what_the_set_up_built_and_fails_on_leftovers(
             engine.tag(BASE_IMAGE, ref)
         failed = run("--teardown", str(state), env=env)
         assert failed.returncode == 1
-        assert f"removed {built} (built by the set-up)" in failed.stdout
-        assert not engine.image_exists(built)
+        assert "kept the 1 test image(s) the set-up built" in failed.stdout
+        assert engine.image_exists(built)  # the next run's set-up finds it
         assert "left these image tags behind" in failed.stderr and f"  {leftover}" in failed.stderr
+        assert f"  {built}" not in failed.stderr
         engine.client.images.remove(leftover)
         clean = run("--teardown", str(state), env=env)
         assert clean.returncode == 0, clean.stderr
         assert clean.stdout.splitlines()[-1] == "setup-test-machine.sh: no image tags left behind"
+        removed = run("--teardown", str(state), env={**env, "PB_SETUP_REMOVE_BUILT": "1"})
+        assert removed.returncode == 0, removed.stderr
+        assert f"removed {built} (built by the set-up)" in removed.stdout
+        assert not engine.image_exists(built)
     finally:
         for ref in (built, leftover):
             if engine.image_exists(ref):
