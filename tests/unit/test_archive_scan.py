@@ -76,15 +76,15 @@ def test_memory_does_not_grow_with_the_number_of_members(tmp_path: Path) -> None
     import tracemalloc
 
     raw = io.BytesIO()
-    with gzip.GzipFile(fileobj=raw, mode="wb") as zipped, tarfile.open(fileobj=zipped, mode="w|") as tar:
-        for i in range(6_000):
+    with tarfile.open(fileobj=raw, mode="w") as tar:  # compressed whole: faster than a gzip stream
+        for i in range(4_000):
             tar.addfile(tarfile.TarInfo(f"./f{i}"))
         tar.addfile(tarfile.TarInfo("./link"), None)
-    path = write(tmp_path, raw.getvalue())
+    path = write(tmp_path, gzip.compress(raw.getvalue(), compresslevel=1))
     tracemalloc.start()
     try:
-        assert scan_archive(path) == 6_001
+        assert scan_archive(path) == 4_001
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 2 * 2**20  # listed (tarfile keeps them), 6,000 members take 4 MiB
+    assert peak < 2 * 2**20  # streamed, ~1 MiB; listed (tarfile keeps them), 4,000 members take 2.7 MiB more
