@@ -335,6 +335,7 @@ def pb_image(
         return
     from pytest_programbench.fleet import worker_name
     from pytest_programbench.imagebudget import provision
+    from pytest_programbench.prefetch import next_holder
 
     ledger = pb_fleet.ledger(pb_engine, pb_shared_dir)
     holder = request.node.nodeid
@@ -350,7 +351,9 @@ def pb_image(
         )
 
     booked = provision(ledger, pb_instance.image_ref, holder, ensure)
-    ledger.release({f"next:{worker_name()}"}, pb_instance.image_ref)  # a prefetch's hold passes to the item
+    ledger.release(
+        {next_holder(worker_name())}, pb_instance.image_ref
+    )  # a prefetch's hold passes to the item
     claimed = ledger.claim(pb_instance.image_ref)
     _prefetch_next(request.node, pb_fleet, pb_settings, pb_shared_dir)
     pulled, evicted = booked.pulled + claimed.pulled, booked.evicted + claimed.evicted
