@@ -34,6 +34,7 @@ from pytest_programbench.integrity import Audit
 from pytest_programbench.model import Instance
 from pytest_programbench.scoring import score_submission
 from pytest_programbench.tasks import load_tests
+from pytest_programbench.verdict import ScoreRequest
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 REALISTIC = {"rust": ("rust-usrlocal", "release"), "go": ("go", "build")}
@@ -137,10 +138,10 @@ def measure(engine: Engine, name: str, root: Path, runs: int, cpus: int) -> dict
             audit = Audit(engine, task.get("eval_clean_hashes", [])) if audited else None
             SPENT.update(hooks=0.0, watch_cpu=0.0)
             started = time.perf_counter()
-            outcome = score_submission(
+            outcome = score_submission(ScoreRequest(
                 instance, submission, blob_dir=blobs, instance_dir=out, cpus=cpus, task=task,
                 image=image, audit=audit,
-            )  # fmt: skip
+            ))  # fmt: skip
             elapsed = time.perf_counter() - started
             if outcome.score != 1.0 or outcome.findings or (audit is not None and audit.errors):
                 raise SystemExit(f"unexpected verdict on {name}: {outcome} {audit and audit.errors}")

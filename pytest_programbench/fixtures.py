@@ -335,6 +335,7 @@ def pb_image(
         return
     from pytest_programbench.fleet import worker_name
     from pytest_programbench.imagebudget import provision
+    from pytest_programbench.prefetch import next_holder
 
     ledger = pb_fleet.ledger(pb_engine, pb_shared_dir)
     holder = request.node.nodeid
@@ -350,7 +351,9 @@ def pb_image(
         )
 
     booked = provision(ledger, pb_instance.image_ref, holder, ensure)
-    ledger.release({f"next:{worker_name()}"}, pb_instance.image_ref)  # a prefetch's hold passes to the item
+    ledger.release(
+        {next_holder(worker_name())}, pb_instance.image_ref
+    )  # a prefetch's hold passes to the item
     claimed = ledger.claim(pb_instance.image_ref)
     _prefetch_next(request.node, pb_fleet, pb_settings, pb_shared_dir)
     pulled, evicted = booked.pulled + claimed.pulled, booked.evicted + claimed.evicted
@@ -415,7 +418,7 @@ def pb_outcome(
     ``pb_submission``, ``pb_image``, ``pb_hidden_tests`` and ``pb_scoring_cpus``. With
     ``--pb-gold`` it scores the task image's own reference instead (gold.py).
     """
-    from pytest_programbench import files, resume
+    from pytest_programbench import files, resume, verdict
     from pytest_programbench.images import check_pinned
     from pytest_programbench.integrity import Audit
     from pytest_programbench.scoring import NO_EVAL_JSON, eval_json_path, score_submission, summarise_existing
@@ -434,7 +437,7 @@ def pb_outcome(
     if plan.action == resume.REUSE:
         vouched = files.sha256(eval_json)
         outcome = resume.reused(summarise_existing(pb_instance, eval_json, task=pb_task), plan.previous)
-        outcome = replace(outcome, rescore_reason=plan.reason)  # "": ours; else an official eval.json
+        outcome = replace(outcome, **verdict.rescored_fields(plan))
         if plan.reason != resume.OFFICIAL and files.sha256(eval_json) != vouched:
             resume.mark_scored(pb_instance_dir, outcome, source)  # the summary rewrote eval.json
         progress(f"reused: score {outcome.score:.2f} from {pb_instance_dir}", milestone=True)
@@ -442,55 +445,49 @@ def pb_outcome(
     image_id: str = request.getfixturevalue("pb_image_id")  # pinned before the agent starts
     blob_dir: Path = request.getfixturevalue("pb_hidden_tests")  # a missing branch costs no agent run
     submission = Submission.of(request.getfixturevalue("pb_submission"))
-    if plan.action == resume.PART and files.sha256(submission.path) != plan.submission_sha256:
-        plan = resume.Plan(resume.FULL, "the submission changed")  # e.g. an agent ran again
-    if plan.action == resume.PART:
-        progress(f"re-scoring branches {', '.join(plan.branches)}", milestone=True)
-    elif plan.action == resume.FULL:
-        progress(f"re-scoring in full: {plan.reason}", milestone=True)
+    if plan.action == resume.PART:  # only a partial re-score needs the archive's sha
+        plan = verdict.settle(plan, files.sha256(submission.path))
+    line = verdict.announcement(plan)
+    if line is not None:
+        progress(line, milestone=True)
     image: str = request.getfixturevalue("pb_image")
     engine: Engine = request.getfixturevalue("pb_engine")
     check_pinned(engine, image, image_id, when="before scoring (while the agent worked, if one ran)")
-    outcome = score_submission(
-        pb_instance,
-        submission.path,
-        blob_dir=blob_dir,
-        instance_dir=pb_instance_dir,
-        cpus=request.getfixturevalue("pb_scoring_cpus"),
-        branch_workers=pb_settings.branch_workers,
-        branch_retries=pb_settings.branch_retries,
-        task=pb_task,
-        progress=progress,
-        image=image_id,
-        audit=Audit(engine, pb_task.get("eval_clean_hashes", [])),
-        engine=engine,
-        labels={
-            LABEL_RUN: request.config.stash[RUN_ID_KEY],
-            LABEL_WORKER: os.environ.get("PYTEST_XDIST_WORKER", "main"),
-            LABEL_INSTANCE: pb_instance.instance_id,
-            LABEL_ROLE: "scoring",
-            LABEL_OWNER: session_owner(),
-        },
-        memory=pb_settings.scoring_memory,
-        branches=list(plan.branches) if plan.action == resume.PART else None,
-        merge_into=eval_json if plan.action == resume.PART else None,
-        max_unpacked=UNPACKED_FACTOR * pb_settings.max_submission if pb_settings.submissions_dir else 0,
+    branches, merge_into = verdict.scope(plan, eval_json)
+    scored = score_submission(
+        verdict.ScoreRequest(
+            pb_instance,
+            submission.path,
+            blob_dir=blob_dir,
+            instance_dir=pb_instance_dir,
+            cpus=request.getfixturevalue("pb_scoring_cpus"),
+            branch_workers=pb_settings.branch_workers,
+            branch_retries=pb_settings.branch_retries,
+            task=pb_task,
+            progress=progress,
+            image=image_id,
+            audit=Audit(engine, pb_task.get("eval_clean_hashes", [])),
+            engine=engine,
+            labels={
+                LABEL_RUN: request.config.stash[RUN_ID_KEY],
+                LABEL_WORKER: os.environ.get("PYTEST_XDIST_WORKER", "main"),
+                LABEL_INSTANCE: pb_instance.instance_id,
+                LABEL_ROLE: "scoring",
+                LABEL_OWNER: session_owner(),
+            },
+            memory=pb_settings.scoring_memory,
+            branches=branches,
+            merge_into=merge_into,
+            max_unpacked=UNPACKED_FACTOR * pb_settings.max_submission if pb_settings.submissions_dir else 0,
+        )
     )
     check_pinned(engine, image, image_id, when="while the submission was scored")
-    outcome = replace(outcome, agent=submission.agent_run, image_id=image_id)
+    outcome = replace(scored, agent=submission.agent_run, image_id=image_id)
     if outcome.error_code in NO_EVAL_JSON:  # a 0 as `programbench eval` gives it: no eval.json to vouch for
         progress(f"scored 0 ({outcome.error_code}): {outcome.message}", milestone=True)
         return _counted(outcome, pb_settings)
     progress(f"scored {outcome.score:.2f} ({outcome.n_resolved}/{outcome.n_tests})", milestone=True)
-    if plan.action == resume.PART:
-        # Branches not tested again keep what the audit saw of them the first time.
-        seen = {(f["code"], f["path"]) for f in outcome.findings}
-        earlier = [f for f in plan.previous.get("findings", []) if (f["code"], f["path"]) not in seen]
-        outcome = replace(outcome, findings=[*outcome.findings, *earlier])
-    if plan.action in (resume.PART, resume.FULL):
-        outcome = replace(
-            outcome, rescored=plan.action, rescored_branches=list(plan.branches), rescore_reason=plan.reason
-        )
+    outcome = verdict.finish(outcome, plan)
     resume.mark_scored(pb_instance_dir, outcome, source)
     return _counted(outcome, pb_settings)
 

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_programbench.errors import EngineUnavailable
+from pytest_programbench.prefetch import Prefetch, next_holder
 
 if TYPE_CHECKING:
     from pytest_programbench.containers import Engine
     from pytest_programbench.imagebudget import Ledger
-    from pytest_programbench.prefetch import Prefetch
 
 SCHEMES = ("unix", "tcp", "ssh")
 HOSTS_FLAG = "--pb-docker-host"
@@ -326,10 +326,10 @@ class Fleet:
 
     def prefetch(self, policy: str, shared_dir: Path) -> Prefetch:
         """This process's background puller (pytest_programbench.prefetch)."""
-        from pytest_programbench.prefetch import Prefetch
-
         if self._prefetch is None:
-            self._prefetch = Prefetch(self.settings.image_budget, policy, shared_dir)
+            self._prefetch = Prefetch(
+                self.settings.image_budget, policy, shared_dir, next_holder(worker_name())
+            )
         return self._prefetch
 
     def close(self) -> None:

@@ -21,6 +21,11 @@ log = logging.getLogger("pytest_programbench")
 NEXT_KEY = pytest.StashKey["pytest.Item | None"]()
 
 
+def next_holder(worker: str) -> str:
+    """The ledger's name for a prefetch's hold on an image: the worker's item takes it over."""
+    return f"next:{worker}"
+
+
 class NextItem:
     """Notes each item's successor, which only the run protocol knows."""
 
@@ -30,12 +35,17 @@ class NextItem:
 
 
 class Prefetch:
-    """This process's background pulls: at most one under way."""
+    """This process's background pulls: at most one under way, held as ``holder`` in the ledger.
 
-    def __init__(self, budget: int | None, policy: str, shared_dir: Path) -> None:
+    It is handed what it needs (fleet.Fleet.prefetch makes it) and imports nothing of the
+    fleet, so the two modules do not depend on each other.
+    """
+
+    def __init__(self, budget: int | None, policy: str, shared_dir: Path, holder: str) -> None:
         self.budget = budget
         self.policy = policy
         self.shared_dir = shared_dir
+        self.holder = holder
         self._thread: threading.Thread | None = None
 
     def start(self, url: str, ref: str) -> None:
@@ -50,7 +60,6 @@ class Prefetch:
 
     def _pull(self, url: str, ref: str) -> None:
         from pytest_programbench.containers import Engine
-        from pytest_programbench.fleet import worker_name
         from pytest_programbench.imagebudget import Ledger, provision
         from pytest_programbench.images import ensure_image
 
@@ -67,7 +76,7 @@ class Prefetch:
                         before_pull=before_pull if callable(before_pull) else None,
                     )
 
-                booked = provision(ledger, ref, f"next:{worker_name()}", ensure)
+                booked = provision(ledger, ref, self.holder, ensure)
                 if booked.pulled or booked.evicted:
                     ledger.leave_for(ref, booked)
         except Exception as exc:  # the item itself pulls again and reports what goes wrong

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from pytest_programbench.containers import Engine
     from pytest_programbench.integrity import Audit
+    from pytest_programbench.verdict import ScoreRequest
 
 
 log = logging.getLogger("pytest_programbench")
@@ -79,62 +80,42 @@ def branches_to_rescore(eval_json: Path, task: dict[str, Any]) -> list[str]:
     )
 
 
-def score_submission(
-    instance: Instance,
-    submission: Path,
-    *,
-    blob_dir: Path,
-    instance_dir: Path,
-    cpus: int,
-    branch_workers: int = 1,
-    branch_retries: int = 1,
-    task: dict[str, Any] | None = None,
-    progress: Callable[[str], object] | None = None,
-    image: str | None = None,
-    audit: Audit | None = None,
-    engine: Engine | None = None,
-    labels: Mapping[str, str] | None = None,
-    memory: str = "",
-    branches: list[str] | None = None,
-    merge_into: Path | None = None,
-    max_unpacked: int = 0,
-) -> Outcome:
-    """Compile and test ``submission`` in fresh cleanroom containers; write eval.json.
+def score_submission(request: ScoreRequest) -> Outcome:
+    """Compile and test the request's submission in fresh cleanroom containers; write eval.json.
 
     The archive is read to its end first (submissions.check_archive, ``max_unpacked``
     bytes at most): one the task image's tar would refuse scores 0 as ``invalid_submission``
     without a container started.
 
-    ``branches`` (default: every active one) are the branches to test; ``merge_into``,
-    the eval.json they complete, takes the new result merged into it.
-    ``image`` pins the task image (``sha256:<id>``, recorded before the agent ran) so a tag
-    re-pointed mid-run cannot change what is scored; default: the instance's tag. With an
-    ``audit``, its findings travel with the outcome and go to ``<id>.integrity.json``.
-    ``labels`` go on every container the evaluator starts (and so on the image it commits),
-    so a sweep finds them after a crash; ``memory`` limits those containers (default none,
-    as the official evaluator). With ``engine``, an engine that stopped answering while the
-    evaluator worked is EngineUnavailable, not a score.
+    The request's ``branches`` are tested and, with ``merge_into``, merged into that
+    eval.json. A pinned ``image`` means a tag re-pointed mid-run cannot change what is
+    scored. With an ``audit``, its findings travel with the outcome and go to
+    ``<id>.integrity.json``. The ``labels`` let a sweep find the evaluator's containers
+    (and the image it commits) after a crash. With an ``engine``, an engine that stopped
+    answering while the evaluator worked is EngineUnavailable, not a score.
     """
     from programbench.eval.eval import EvaluationResult
     from programbench.utils.load_data import get_active_branches, get_ignored_branches, get_ignored_tests
 
     from pytest_programbench.submissions import check_archive
 
+    instance, submission, blob_dir = request.instance, request.submission, request.blob_dir
+    audit, engine, image, instance_dir = request.audit, request.engine, request.image, request.instance_dir
     try:
-        check_archive(submission, max_unpacked)
+        check_archive(submission, request.max_unpacked)
     except SubmissionInvalid as exc:
         return unscored(instance, exc.code, exc.message)
-    task = task if task is not None else load_tests(instance)
+    task = request.task if request.task is not None else load_tests(instance)
     active = get_active_branches(task)
-    to_test = branches if branches is not None else active
+    to_test = list(request.branches) if request.branches is not None else active
     # The evaluator runs f"{image_name}:{image_tag}"; "sha256" and the hex id make an image id.
     image_name, _, image_tag = (image or instance.image_ref).rpartition(":")
     if audit is not None:
         audit.task_image(image or instance.image_ref)  # the reference's content, the toolchain layout
         audit.submission(submission)
     evaluator = evaluator_class()(
-        cli=container_cli(engine, labels or {}, memory),
-        observer=Observer(progress, len(to_test), audit),
+        cli=container_cli(engine, request.labels, request.memory),
+        observer=Observer(request.progress, len(to_test), audit),
         image_name=image_name,
         solution_branch="submission",
         submission_archive=submission,
@@ -146,9 +127,9 @@ def score_submission(
         ignored_tests=get_ignored_tests(task),
         ignored_branches=get_ignored_branches(task),
         instance_id=instance.instance_id,
-        docker_cpus=cpus,
-        branch_workers=branch_workers,
-        branch_retries=branch_retries,
+        docker_cpus=request.cpus,
+        branch_workers=request.branch_workers,
+        branch_retries=request.branch_retries,
     )
     started = time.monotonic()
     try:
@@ -159,8 +140,8 @@ def score_submission(
             raise
         return _crashed(instance, submission, blob_dir, crashed.__cause__)
     elapsed = time.monotonic() - started
-    if merge_into is not None and not result.error_code:
-        existing = EvaluationResult.model_validate_json(merge_into.read_text())
+    if request.merge_into is not None and not result.error_code:
+        existing = EvaluationResult.model_validate_json(request.merge_into.read_text())
         result = merge_like_eval_batch(existing, result, active)
 
     target = eval_json_path(instance_dir, instance.instance_id)

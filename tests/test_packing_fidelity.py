@@ -241,16 +241,19 @@ def test_honest_deep_and_non_ascii_workspace_scores_full_marks(
 ) -> None:
     from pytest_programbench.scoring import score_submission
     from pytest_programbench.tasks import load_instances, load_tests
+    from pytest_programbench.verdict import ScoreRequest
 
     tasks, blobs, [iid] = clone_selftest(engine, tmp_path, ["fidelity"])
     [instance] = load_instances(tasks, image_tag=selftest.IMAGE_TAG, skip_fixtures=False)
     outcome = score_submission(
-        instance,
-        packed["honest"][0],
-        blob_dir=blobs / iid,
-        instance_dir=tmp_path / "out" / iid,
-        cpus=1,
-        task=load_tests(instance),
-        labels={LABEL_RUN: RUN_ID},
+        ScoreRequest(
+            instance,
+            packed["honest"][0],
+            blob_dir=blobs / iid,
+            instance_dir=tmp_path / "out" / iid,
+            cpus=1,
+            task=load_tests(instance),
+            labels={LABEL_RUN: RUN_ID},
+        )
     )
     assert (outcome.score, outcome.n_resolved, outcome.n_tests, outcome.error_code) == (1.0, 18, 18, None)

@@ -88,6 +88,7 @@ def test_scoring_passes_engine_labels_and_memory_per_call_and_changes_nothing_gl
 
     from pytest_programbench.errors import EvaluatorCrashed
     from pytest_programbench.scoring import score_submission
+    from pytest_programbench.verdict import ScoreRequest
 
     url = f"unix:///run/fake-{uuid.uuid4().hex}.sock"  # not this process's engine: a wrapper is needed
     environ, run_args = dict(os.environ), list(constants.DOCKER_RUN_ARGS)
@@ -97,14 +98,16 @@ def test_scoring_passes_engine_labels_and_memory_per_call_and_changes_nothing_gl
     def score() -> None:
         try:
             score_submission(
-                selftest_instance(),
-                submission,
-                blob_dir=tmp_path,
-                instance_dir=tmp_path / "out",
-                cpus=1,
-                engine=FakeEngine(url),  # type: ignore[arg-type]
-                labels={"io.pytest-programbench.run": "r1"},
-                memory="512m",
+                ScoreRequest(
+                    selftest_instance(),
+                    submission,
+                    blob_dir=tmp_path,
+                    instance_dir=tmp_path / "out",
+                    cpus=1,
+                    engine=FakeEngine(url),  # type: ignore[arg-type]
+                    labels={"io.pytest-programbench.run": "r1"},
+                    memory="512m",
+                )
             )
         except BaseException as exc:
             crashed.append(exc)
