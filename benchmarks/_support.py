@@ -125,7 +125,7 @@ def cleanup(engine: Any, ids: list[str]) -> dict[str, int]:
 
 @contextlib.contextmanager
 def engine_session() -> Iterator[Any]:
-    from pytest_programbench.containers import Engine
+    from pytest_programbench.engine.containers import Engine
 
     with Engine() as engine:
         yield engine

@@ -29,7 +29,7 @@ from pathlib import Path
 from _support import finish, summarize  # the script's own folder is on sys.path
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import LABEL_RUN, Engine
+from pytest_programbench.engine.containers import LABEL_RUN, Engine
 from pytest_programbench.model import Instance
 
 PHASES = ("start", "agent", "pack", "remove")
@@ -60,8 +60,8 @@ def side_a(
     engine: Engine, image: str, run_id: str, batch: list[Instance], scratch: Path
 ) -> tuple[float, dict[str, list[float]]]:
     """One A run: the agent phase of every instance in turn; per-instance wall time and phase times."""
-    from pytest_programbench import agents
-    from pytest_programbench.sandbox import Limits, open_sandbox
+    from pytest_programbench.agents import agent as agents
+    from pytest_programbench.agents.sandbox import Limits, open_sandbox
 
     phases: dict[str, list[float]] = {p: [] for p in PHASES}
     limits = Limits(cpus=1)

@@ -71,7 +71,7 @@ CONFTEST = textwrap.dedent(
     """
     from pathlib import Path
     from pytest_programbench import selftest
-    from pytest_programbench.agents import CommandAgent
+    from pytest_programbench.agents.agent import CommandAgent
     from pytest_programbench.keys import RUN_DIR_KEY
 
     SIZES = {sizes!r}
@@ -261,7 +261,7 @@ def main() -> None:
         "--only", default="archive,build,trajectory,log", help="comma list of the checks to run"
     )
     args = parser.parse_args()
-    from pytest_programbench.agents import AGENT_LOG_HEAD_BYTES, AGENT_LOG_TAIL_BYTES
+    from pytest_programbench.agents.agent import AGENT_LOG_HEAD_BYTES, AGENT_LOG_TAIL_BYTES
 
     report: dict[str, Any] = {"benchmark": "bench_bounds", "targets": TARGETS, "checks": {}}
     with engine_session() as engine:

@@ -31,7 +31,7 @@ from _support import finish, run_session, summarize  # the script's own folder i
 from support import clone_selftest, remove_created_tags
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import LABEL_RUN, Engine
+from pytest_programbench.engine.containers import LABEL_RUN, Engine
 
 BRANCH = "c9u5a4e0d1f7"
 TESTS = 6

@@ -35,7 +35,7 @@ from engines import LOCK, SecondEngine
 from registry import Registry
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import LABEL_RUN, Engine
+from pytest_programbench.engine.containers import LABEL_RUN, Engine
 from pytest_programbench.errors import EngineUnavailable
 
 WAITING_AGENT = """

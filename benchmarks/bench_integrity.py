@@ -29,12 +29,12 @@ from typing import Any
 from _support import finish, summarize  # the script's own folder is on sys.path
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import Engine
-from pytest_programbench.integrity import Audit
+from pytest_programbench.engine.containers import Engine
 from pytest_programbench.model import Instance
-from pytest_programbench.scoring import score_submission
-from pytest_programbench.tasks import load_tests
-from pytest_programbench.verdict import ScoreRequest
+from pytest_programbench.scoring.evaluator import score_submission
+from pytest_programbench.scoring.integrity import Audit
+from pytest_programbench.scoring.verdict import ScoreRequest
+from pytest_programbench.selection.tasks import load_tests
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 REALISTIC = {"rust": ("rust-usrlocal", "release"), "go": ("go", "build")}
@@ -93,7 +93,7 @@ def instrument() -> None:
     On a shared machine the A/B ratio of whole scorings moves by more than the audit costs;
     the audit's own seconds over the run's are the steadier figure (``audit_share``).
     """
-    from pytest_programbench import integrity
+    from pytest_programbench.scoring import integrity
 
     def timed(method: Any) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:

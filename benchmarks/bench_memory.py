@@ -194,7 +194,7 @@ def check_scores(report: Path, expected: dict[str, tuple[int, int, str | None]])
 
 def sweep_run(engine: Any, report: Path, rss: Path) -> int:
     """Remove containers labelled with this run's id (or owned by its processes); how many there were."""
-    from pytest_programbench.containers import LABEL_OWNER, LABEL_RUN, session_owner
+    from pytest_programbench.engine.containers import LABEL_OWNER, LABEL_RUN, session_owner
 
     removed = 0
     if report.is_file():

@@ -106,7 +106,7 @@ def main() -> None:
             f"{size / 2**20:.0f} MiB",
             file=sys.stderr,
         )
-        from pytest_programbench import detail
+        from pytest_programbench.scoring import detail
 
         tasks = {iid: synthruns.load_task(iid) for iid in ids}
         started = time.perf_counter()

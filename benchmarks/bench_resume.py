@@ -195,7 +195,7 @@ class CreateWatch:
 
     def count(self, report: Path) -> dict[str, int]:
         """Creates of our images (or labelled with the run id in ``report``), and of any image."""
-        from pytest_programbench.containers import LABEL_RUN
+        from pytest_programbench.engine.containers import LABEL_RUN
 
         run_id = json.loads(report.read_text())["run_id"]
         ours = sum(
@@ -327,7 +327,7 @@ def main() -> None:
                     profile(cmd_a, cwd, root, args.profile_top)
             finally:
                 with contextlib.suppress(Exception):
-                    from pytest_programbench.containers import LABEL_RUN
+                    from pytest_programbench.engine.containers import LABEL_RUN
 
                     if report_first.is_file():
                         swept = engine.sweep({LABEL_RUN: json.loads(report_first.read_text())["run_id"]})

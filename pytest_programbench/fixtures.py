@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_programbench.containers import (
+from pytest_programbench.engine.containers import (
     LABEL_INSTANCE,
     LABEL_OWNER,
     LABEL_ROLE,
@@ -27,14 +27,14 @@ from pytest_programbench.containers import (
 )
 from pytest_programbench.keys import RUN_DIR_KEY, RUN_ID_KEY, SETTINGS_KEY, SHARED_DIR_NAME
 from pytest_programbench.model import AgentRun, Instance, Outcome, Submission
-from pytest_programbench.settings import Settings
-from pytest_programbench.submissions import ARCHIVE_NAME, submission_path
+from pytest_programbench.scoring.submissions import ARCHIVE_NAME, submission_path
+from pytest_programbench.selection.settings import Settings
 from pytest_programbench.text import printable
 
 if TYPE_CHECKING:
-    from pytest_programbench.fleet import Fleet
-    from pytest_programbench.progress import ItemProgress
-    from pytest_programbench.sandbox import Sandbox
+    from pytest_programbench.agents.sandbox import Sandbox
+    from pytest_programbench.engine.fleet import Fleet
+    from pytest_programbench.reporting.progress import ItemProgress
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +46,7 @@ def pb_settings(pytestconfig: pytest.Config) -> Settings:
 @pytest.fixture(scope="session")
 def pb_fleet(pytestconfig: pytest.Config) -> Iterator[Fleet]:
     """This process's connections to the session's engines (``--pb-docker-host``), opened on first use."""
-    from pytest_programbench.fleet import FLEET_KEY, Fleet
+    from pytest_programbench.engine.fleet import FLEET_KEY, Fleet
 
     with Fleet(pytestconfig.stash[FLEET_KEY]) as fleet:
         yield fleet
@@ -59,7 +59,7 @@ def pb_engine(pb_fleet: Fleet, request: pytest.FixtureRequest) -> Engine:
 
     Override in conftest.py to use another engine.
     """
-    from pytest_programbench.fleet import ENGINE_KEY
+    from pytest_programbench.engine.fleet import ENGINE_KEY
 
     spec = pb_fleet.spec_for(request.node)
     request.node.stash[ENGINE_KEY] = spec.url  # named in the report even when it does not answer
@@ -110,7 +110,7 @@ def pb_scoring_cpus(
     one per xdist worker bound to it, times ``--pb-branch-workers``. Oversubscribed, the
     hidden tests' own timeouts would turn into lost points and a score would depend on -n.
     """
-    from pytest_programbench.fleet import scoring_cpus, worker_count, worker_number
+    from pytest_programbench.engine.fleet import scoring_cpus, worker_count, worker_number
 
     workers = 1
     if worker_number(pytestconfig) is not None:
@@ -121,7 +121,7 @@ def pb_scoring_cpus(
 @pytest.fixture
 def pb_task(pb_instance: Instance) -> dict[str, Any]:
     """The instance's task.yaml and tests.json, merged as programbench loads them."""
-    from pytest_programbench.tasks import load_tests
+    from pytest_programbench.selection.tasks import load_tests
 
     return load_tests(pb_instance)
 
@@ -129,7 +129,7 @@ def pb_task(pb_instance: Instance) -> dict[str, Any]:
 @pytest.fixture
 def pb_progress(pb_instance: Instance, pb_run_dir: Path, pytestconfig: pytest.Config) -> ItemProgress:
     """Phase reporter of this item: ``<run>/progress.log`` (``tail -f`` it) and stderr."""
-    from pytest_programbench.progress import ItemProgress
+    from pytest_programbench.reporting.progress import ItemProgress
 
     return ItemProgress(
         pytestconfig, pb_instance.param_id, pb_run_dir, os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -139,7 +139,7 @@ def pb_progress(pb_instance: Instance, pb_run_dir: Path, pytestconfig: pytest.Co
 @pytest.fixture
 def pb_instance_dir(pb_instance: Instance, pb_run_dir: Path) -> Path:
     """This attempt's directory in the run: ``<run>/<id>`` (``<run>/attempt-<k>/<id>`` with attempts)."""
-    from pytest_programbench.resume import check_layout
+    from pytest_programbench.scoring.resume import check_layout
 
     path = pb_run_dir / pb_instance.rel_dir
     path.mkdir(parents=True, exist_ok=True)
@@ -159,8 +159,8 @@ def pb_submission(
     not given). Override in conftest.py to produce the archive some other way: return its
     path (or a ``model.Submission`` to report an agent run with it).
     """
-    from pytest_programbench import resume
-    from pytest_programbench.submissions import find_submission, place_submission
+    from pytest_programbench.scoring import resume
+    from pytest_programbench.scoring.submissions import find_submission, place_submission
 
     if pb_settings.submissions_dir:  # read to its end when it is scored (scoring.score_submission)
         source = find_submission(Path(pb_settings.submissions_dir), pb_instance.instance_id)
@@ -196,7 +196,7 @@ def pb_sandbox(
     pytestconfig: pytest.Config,
 ) -> Iterator[Sandbox]:
     """The agent's container for this item: removed when the item ends unless ``--pb-keep``."""
-    from pytest_programbench.sandbox import Limits, open_sandbox
+    from pytest_programbench.agents.sandbox import Limits, open_sandbox
 
     limits = Limits(
         cpus=pb_cpus,
@@ -234,9 +234,15 @@ def pb_agent_run(
     """
     import warnings
 
-    from pytest_programbench.agents import agent_name, as_callable, error_name, run_agent, save_trajectory
+    from pytest_programbench.agents.agent import (
+        agent_name,
+        as_callable,
+        error_name,
+        run_agent,
+        save_trajectory,
+    )
+    from pytest_programbench.agents.sandbox import SubmissionWarning
     from pytest_programbench.errors import AgentCrashed, ProgramBenchError
-    from pytest_programbench.sandbox import SubmissionWarning
 
     agent = as_callable(pb_agent)
     pb_sandbox.progress = pb_progress
@@ -274,7 +280,7 @@ def pb_agent_run(
         if saved is not None:
             detail += f" (its traceback: {saved})"
         raise AgentCrashed(pb_instance.instance_id, detail) from error
-    from pytest_programbench.resume import mark_agent_done
+    from pytest_programbench.scoring.resume import mark_agent_done
 
     mark_agent_done(pb_instance_dir, run)
     return run
@@ -284,7 +290,7 @@ def _save_traceback(instance_dir: Path, error: BaseException) -> Path | None:
     """Write the agent's traceback to ``<id>/agent_traceback.txt``; where it went, or None."""
     import traceback
 
-    from pytest_programbench.agents import AgentRaised
+    from pytest_programbench.agents.agent import AgentRaised
 
     own = error.details if isinstance(error, AgentRaised) else None
     text = "".join(traceback.format_exception(error)) if own is None else own
@@ -314,8 +320,8 @@ def pb_image(
     Within ``--pb-image-budget`` the item holds the image until it ends, so no other
     worker's pull evicts it; pulled and evicted bytes go on the item's report.
     """
-    from pytest_programbench.images import ensure_image
-    from pytest_programbench.progress import announcer
+    from pytest_programbench.engine.images import ensure_image
+    from pytest_programbench.reporting.progress import announcer
 
     announce = announcer(pytestconfig)
     noted: list[bool] = []
@@ -328,14 +334,14 @@ def pb_image(
         announce(line)
 
     if pb_settings.selftest:
-        from pytest_programbench.images import ensure_selftest_image
+        from pytest_programbench.engine.images import ensure_selftest_image
 
         ensure_selftest_image(pb_engine, pb_instance.image_ref, lock_dir=pb_shared_dir, progress=progress)
         yield pb_instance.image_ref
         return
-    from pytest_programbench.fleet import worker_name
-    from pytest_programbench.imagebudget import provision
-    from pytest_programbench.prefetch import next_holder
+    from pytest_programbench.engine.fleet import worker_name
+    from pytest_programbench.engine.imagebudget import provision
+    from pytest_programbench.engine.prefetch import next_holder
 
     ledger = pb_fleet.ledger(pb_engine, pb_shared_dir)
     holder = request.node.nodeid
@@ -367,8 +373,8 @@ def pb_image(
 
 def _prefetch_next(item: pytest.Item, fleet: Fleet, settings: Settings, shared_dir: Path) -> None:
     """Start pulling the image of the item this process runs next, if it is one of ours."""
-    from pytest_programbench.prefetch import NEXT_KEY
-    from pytest_programbench.results import instance_of
+    from pytest_programbench.engine.prefetch import NEXT_KEY
+    from pytest_programbench.reporting.results import instance_of
 
     upcoming = item.stash.get(NEXT_KEY, None)
     instance = instance_of(upcoming) if upcoming is not None else None
@@ -385,7 +391,7 @@ def pb_image_id(pb_image: str, pb_engine: Engine, pb_shared_dir: Path) -> str:
     tag re-pointed during the run (``docker commit`` over it) changes nothing we score; and
     a tag that moved is an error naming both ids.
     """
-    from pytest_programbench.images import pin_image
+    from pytest_programbench.engine.images import pin_image
 
     return pin_image(pb_engine, pb_image, lock_dir=pb_shared_dir)
 
@@ -395,7 +401,7 @@ def pb_hidden_tests(pb_instance: Instance, pb_task: dict[str, Any], pb_settings:
     """The directory holding ``tests/<branch>.tar.gz`` for every active branch."""
     from programbench.utils.load_data import get_active_branches
 
-    from pytest_programbench.hidden_tests import fetch_hidden_tests
+    from pytest_programbench.scoring.hidden_tests import fetch_hidden_tests
 
     blob_dir = Path(pb_settings.blob_dir) if pb_settings.blob_dir else None
     return fetch_hidden_tests(pb_instance.instance_id, get_active_branches(pb_task), blob_dir=blob_dir)
@@ -418,14 +424,20 @@ def pb_outcome(
     ``pb_submission``, ``pb_image``, ``pb_hidden_tests`` and ``pb_scoring_cpus``. With
     ``--pb-gold`` it scores the task image's own reference instead (gold.py).
     """
-    from pytest_programbench import files, resume, verdict
-    from pytest_programbench.images import check_pinned
-    from pytest_programbench.integrity import Audit
-    from pytest_programbench.scoring import NO_EVAL_JSON, eval_json_path, score_submission, summarise_existing
-    from pytest_programbench.submissions import UNPACKED_FACTOR
+    from pytest_programbench import files
+    from pytest_programbench.engine.images import check_pinned
+    from pytest_programbench.scoring import resume, verdict
+    from pytest_programbench.scoring.evaluator import (
+        NO_EVAL_JSON,
+        eval_json_path,
+        score_submission,
+        summarise_existing,
+    )
+    from pytest_programbench.scoring.integrity import Audit
+    from pytest_programbench.scoring.submissions import UNPACKED_FACTOR
 
     if pb_settings.gold:  # --pb-gold: the task's own reference is scored, no submission exists
-        from pytest_programbench.gold import gold_outcome
+        from pytest_programbench.scoring.gold import gold_outcome
 
         return gold_outcome(request, pb_instance, pb_instance_dir)
     source = None

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pytest_programbench.model import Selection
-from pytest_programbench.settings import Settings
+from pytest_programbench.selection.settings import Settings
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SELECTION_KEY = pytest.StashKey[Selection]()

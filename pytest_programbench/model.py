@@ -290,7 +290,7 @@ class Outcome:
 
     def failure_reason(self, threshold: float) -> str:
         if self.official_score is not None:
-            from pytest_programbench.integrity import describe
+            from pytest_programbench.scoring.integrity import describe
 
             return (
                 f"counted 0 under --pb-integrity strict (official score {self.official_score:.2f}, "
@@ -308,7 +308,7 @@ class Outcome:
         if self.agent is not None and self.agent.timed_out:
             reason += f"; the agent timed out after {self.agent.seconds or 0:.0f}s"
         if self.findings:
-            from pytest_programbench.integrity import describe
+            from pytest_programbench.scoring.integrity import describe
 
             reason += f"; integrity: {describe(self.findings)}"
         return reason

@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
-from pytest_programbench import settings as _settings
 from pytest_programbench.keys import RUN_DIR_KEY, RUN_ID_KEY, SELECTION_KEY, SETTINGS_KEY
+from pytest_programbench.selection import settings as _settings
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -41,7 +41,8 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from pytest_programbench import fleet, outputs
+    from pytest_programbench.engine import fleet
+    from pytest_programbench.reporting import outputs
 
     _settings.add_options(parser)
     _settings.add_options(parser, outputs.OPTIONS)
@@ -51,8 +52,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if not config.getoption("pb_cleanup"):
         return None
-    from pytest_programbench import fleet
-    from pytest_programbench.containers import Engine
+    from pytest_programbench.engine import fleet
+    from pytest_programbench.engine.containers import Engine
     from pytest_programbench.errors import EngineUnavailable
 
     status = 0
@@ -77,14 +78,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if not settings.active:
         return
     _stop_on_sigterm()
-    from pytest_programbench import tasks
     from pytest_programbench.errors import SelectionInvalid
+    from pytest_programbench.selection import tasks
 
     try:
         config.stash[SELECTION_KEY] = tasks.select(settings)
     except SelectionInvalid as exc:
         raise pytest.UsageError(f"programbench: {exc}") from None
-    from pytest_programbench import fleet
+    from pytest_programbench.engine import fleet
 
     config.stash[fleet.FLEET_KEY] = fleet.resolve(config)
     from pytest_programbench import fixtures
@@ -98,20 +99,20 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(), "programbench-xdist")
-    from pytest_programbench.prefetch import NextItem
+    from pytest_programbench.engine.prefetch import NextItem
 
     config.pluginmanager.register(NextItem(), "programbench-next-item")
     if workerinput is None:
         if not config.option.collectonly:
             config.stash[fleet.FACTS_KEY] = fleet.survey(config.stash[fleet.FLEET_KEY])
             config.pluginmanager.register(fleet.FleetSummary(), "programbench-fleet-summary")
-            from pytest_programbench.runlock import check_writable
+            from pytest_programbench.engine.runlock import check_writable
 
             where = "--pb-output" if settings.output_dir else "generated under .programbench/runs"
             check_writable(config.stash[RUN_DIR_KEY], where)
         if settings.output_dir and not config.option.collectonly:
             # A generated run directory is new by construction; a named one may be shared.
-            from pytest_programbench.runlock import RunDirLock
+            from pytest_programbench.engine.runlock import RunDirLock
 
             lock = RunDirLock(
                 config.stash[RUN_DIR_KEY],
@@ -121,8 +122,8 @@ def pytest_configure(config: pytest.Config) -> None:
             )
             lock.acquire()
             config.pluginmanager.register(lock, "programbench-runlock")
-        from pytest_programbench.items import nodeid_of
-        from pytest_programbench.results import Tally
+        from pytest_programbench.reporting.results import Tally
+        from pytest_programbench.selection.items import nodeid_of
 
         report = Path(settings.report_file) if settings.report_file else None
         tally = Tally(
@@ -135,14 +136,14 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         _register_outputs(config, tally)
         config.pluginmanager.register(tally, "programbench-results")
-        from pytest_programbench import gold
+        from pytest_programbench.scoring import gold
 
         gold.configure(config, tally)
         if config.get_verbosity() >= 0 and not config.option.collectonly:
-            from pytest_programbench.progress import Overall
+            from pytest_programbench.reporting.progress import Overall
 
             config.pluginmanager.register(Overall(config, tally), "programbench-progress")
-        from pytest_programbench import html_report
+        from pytest_programbench.reporting import pytest_html_columns as html_report
 
         html_report.register(config, config.stash[RUN_DIR_KEY], tally.instances)
         if not settings.keep:  # replay starts scoring containers too
@@ -176,17 +177,17 @@ def _take_node_ids(config: pytest.Config) -> list[str]:
 
 def _register_outputs(config: pytest.Config, collector: Any) -> None:
     """Hidden tests as JUnit, the comparison, HTML: registered before the collector (see outputs.py)."""
-    from pytest_programbench import outputs
+    from pytest_programbench.reporting import outputs
 
     wanted = outputs.resolve(config)
     if wanted == outputs.Outputs() or config.option.collectonly:
         return
     baseline = None
     if wanted.compare:
-        from pytest_programbench import compare
+        from pytest_programbench.reporting import compare
 
         try:
-            from pytest_programbench.gold import mask_of
+            from pytest_programbench.scoring.gold import mask_of
 
             tasks_dir = Path(config.stash[SELECTION_KEY].tasks_dir)
             baseline = compare.load(Path(wanted.compare), tasks_dir, mask_of(config))
@@ -263,7 +264,7 @@ class LeftoverSweep:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if session.testscollected == 0:
             return
-        from pytest_programbench.containers import LABEL_RUN, Engine
+        from pytest_programbench.engine.containers import LABEL_RUN, Engine
 
         reporter = session.config.pluginmanager.getplugin("terminalreporter")
         removed = 0
@@ -294,8 +295,8 @@ class XdistHooks:
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if not config.stash[SETTINGS_KEY].active:
         return None
-    from pytest_programbench import fleet
-    from pytest_programbench.reporting import header_lines
+    from pytest_programbench.engine import fleet
+    from pytest_programbench.reporting.summary import header_lines
 
     run_dir = config.stash[RUN_DIR_KEY]
     workers = getattr(config.option, "numprocesses", None)
@@ -316,7 +317,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     if not config.stash[SELECTION_KEY].instances:
         return
-    from pytest_programbench import fleet, preflight
+    from pytest_programbench.engine import fleet, preflight
 
     # Engines named with --pb-docker-host were reached in pytest_configure (fleet.survey).
     unchecked = tuple(spec.url for spec in config.stash[fleet.FLEET_KEY].engines if not spec.explicit)
@@ -346,7 +347,7 @@ def pytest_collection_modifyitems(
     settings = config.stash[SETTINGS_KEY]
     if not settings.active:
         return
-    from pytest_programbench.items import make_collector, select_items
+    from pytest_programbench.selection.items import make_collector, select_items
 
     ours = list(session.genitems(make_collector(session))) if config.stash[SELECTION_KEY].instances else []
     kept, dropped = select_items(items, ours, settings)
@@ -358,7 +359,7 @@ def pytest_collection_modifyitems(
 @pytest.hookimpl(trylast=True)
 def pytest_programbench_agent(config: pytest.Config, instance: Any) -> Any:
     # trylast: --pb-agent is the last answer (which agent wins: agents.py's docstring).
-    from pytest_programbench.agents import from_settings
+    from pytest_programbench.agents.agent import from_settings
 
     return from_settings(config.stash[SETTINGS_KEY], config.stash[RUN_DIR_KEY] / instance.rel_dir)
 
@@ -371,7 +372,7 @@ def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Any
         return (yield)
     except OSError as exc:
         if request.config.stash[SETTINGS_KEY].active and RUN_DIR_KEY in request.config.stash:
-            from pytest_programbench.runlock import unwritable
+            from pytest_programbench.engine.runlock import unwritable
 
             converted = unwritable(exc, request.config.stash[RUN_DIR_KEY])
             if converted is not None:
@@ -383,7 +384,7 @@ def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Any
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     if item.config.stash[SETTINGS_KEY].active:
-        from pytest_programbench.results import record
+        from pytest_programbench.reporting.results import record
 
         record(item, report, call)
         _shorten_harness_error(item, report, call)
@@ -406,6 +407,6 @@ def _shorten_harness_error(item: pytest.Item, report: pytest.TestReport, call: p
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
     if not config.stash[SETTINGS_KEY].active:
         return None
-    from pytest_programbench.results import teststatus
+    from pytest_programbench.reporting.results import teststatus
 
     return teststatus(report)

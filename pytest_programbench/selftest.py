@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pytest_programbench.containers import Engine
+    from pytest_programbench.engine.containers import Engine
 
 INSTANCE_ID = "pbselftest__rpncalc.5e1f7a0"
 IMAGE_TAG = "task_cleanroom_v6"

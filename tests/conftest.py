@@ -17,7 +17,7 @@ from engines import LOCK, SecondEngine
 from support import BASE_IMAGE
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import LABEL_RUN, Engine
+from pytest_programbench.engine.containers import LABEL_RUN, Engine
 
 # Imported once, before any in-process pytester session: pytester restores sys.modules after
 # each one, and a blob_store imported inside it would come back as a fresh copy that the

@@ -27,7 +27,7 @@ from typing import Any
 
 from support import created_tag
 
-from pytest_programbench.containers import Engine
+from pytest_programbench.engine.containers import Engine
 from pytest_programbench.selftest import write_targz
 
 IMAGE_TAG = "task_cleanroom_v6"

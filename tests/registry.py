@@ -26,7 +26,7 @@ from typing import IO
 
 from support import created_tag
 
-from pytest_programbench.containers import Engine
+from pytest_programbench.engine.containers import Engine
 
 INSTALL_HINT = "install Debian's registry with `apt-get install docker-registry` (what .ci/run does)"
 

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import LABEL_INSTANCE, LABEL_RUN, Engine
+from pytest_programbench.engine.containers import LABEL_INSTANCE, LABEL_RUN, Engine
 
 #: Built by images/base/build-offline.sh (CI) or from debian:bookworm-slim.
 BASE_IMAGE = os.environ.get("PB_TEST_BASE_IMAGE", "pytest-programbench/base:bookworm")

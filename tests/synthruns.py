@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_programbench import detail, files, resume
+from pytest_programbench import files
+from pytest_programbench.scoring import detail, resume
 
 KINDS = ("passed", "failure", "error", "skipped")
 

@@ -24,8 +24,8 @@ import pytest
 from support import clone_selftest, session_command
 from unit.archives import ACCEPTED, BUILD, FAULTS, LEFT_TO_TAR, undecodable_build_output
 
-from pytest_programbench.containers import LABEL_RUN, Engine
-from pytest_programbench.submissions import ArchiveFault, scan_archive
+from pytest_programbench.engine.containers import LABEL_RUN, Engine
+from pytest_programbench.scoring.submissions import ArchiveFault, scan_archive
 
 CPUS = str(min(2, os.cpu_count() or 1))
 RUN_LABEL = f"test-archive-faults-{uuid.uuid4().hex[:8]}"

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from support import clone_selftest, session_command
 
-from pytest_programbench.containers import LABEL_RUN, Engine
+from pytest_programbench.engine.containers import LABEL_RUN, Engine
 
 READ_ONLY = """
 import os, subprocess

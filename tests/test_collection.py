@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from support import FAKE_OUTCOME
 
-from pytest_programbench.tasks import default_tasks_dir
+from pytest_programbench.selection.tasks import default_tasks_dir
 
 #: pytest's own surface (collection, reports, xdist): tox's py-pytestmin runs these on pytest 8.0.
 pytestmark = pytest.mark.pytest_surface
@@ -264,7 +264,9 @@ def test_inert_without_a_selection(pytester: pytest.Pytester) -> None:
         import sys
 
         def pytest_sessionfinish(session):
-            heavy = ("docker", "yaml", "programbench", "huggingface_hub", "pytest_programbench.tasks")
+            heavy = (
+                "docker", "yaml", "programbench", "huggingface_hub", "pytest_programbench.selection.tasks"
+            )
             heavy = [m for m in heavy if m in sys.modules]
             print("HEAVY-MODULES", heavy)
         """

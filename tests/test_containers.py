@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from pytest_programbench.containers import LABEL_RUN, Engine
+from pytest_programbench.engine.containers import LABEL_RUN, Engine
 from pytest_programbench.errors import EngineUnavailable, ImageMissing
 
 

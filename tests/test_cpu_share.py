@@ -19,7 +19,7 @@ from typing import Any
 from support import CreationWatch, clone_selftest, run_session
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import Engine
+from pytest_programbench.engine.containers import Engine
 
 KIND = "partial"  # 15 of 18: a score that would move if a container's tests saw another CPU count
 

@@ -19,7 +19,7 @@ import time
 import pytest
 from support import clone_selftest, session_command, session_options
 
-from pytest_programbench.containers import LABEL_INSTANCE, LABEL_OWNER, LABEL_RUN, Engine
+from pytest_programbench.engine.containers import LABEL_INSTANCE, LABEL_OWNER, LABEL_RUN, Engine
 
 # The executable the agent builds answers each call a second late, so the branch the first
 # session is killed in is still running when the kill comes.

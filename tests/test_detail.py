@@ -17,8 +17,9 @@ import pytest
 import synthruns
 from junitparser import Error, Failure, JUnitXml, Skipped
 
-from pytest_programbench import detail, selftest
-from pytest_programbench.containers import Engine
+from pytest_programbench import selftest
+from pytest_programbench.engine.containers import Engine
+from pytest_programbench.scoring import detail
 
 #: The largest real task: 14,637 counted tests.
 BIG = "johnkerl__miller.8d85b46"

@@ -20,7 +20,7 @@ from support import clone_selftest, wait_for
 from support import session_options as options
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import LABEL_RUN, Engine
+from pytest_programbench.engine.containers import LABEL_RUN, Engine
 
 SLOW_AGENT = """
 def pytest_programbench_agent(config, instance):

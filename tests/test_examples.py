@@ -20,7 +20,7 @@ import yaml
 from support import assert_no_container_left, deterministic_config, solving_commands, write_yaml
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import Engine
+from pytest_programbench.engine.containers import Engine
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "conftest_examples"
 TESTED = {"mini_swe_agent", "command_agent", "python_agent", "replay"}

@@ -23,7 +23,7 @@ import pytest
 from support import FAKE_OUTCOME, CreationWatch, clone_selftest
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import Engine
+from pytest_programbench.engine.containers import Engine
 
 OTHER_TESTS = """
 def test_one():

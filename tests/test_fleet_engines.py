@@ -19,7 +19,7 @@ from engines import SecondEngine, SshEngine
 from support import CreationWatch, clone_selftest, run_session, session_command, session_options, wait_for
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import LABEL_RUN, Engine
+from pytest_programbench.engine.containers import LABEL_RUN, Engine
 
 # Items on the second engine sleep until it is killed; the others build the reference.
 SLOW_ON_B = """

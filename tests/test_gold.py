@@ -23,7 +23,7 @@ from junitparser import JUnitXml, Properties, Property
 from support import CreationWatch, clone_selftest, run_session, session_command, session_options
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import LABEL_ROLE, LABEL_RUN, Engine
+from pytest_programbench.engine.containers import LABEL_ROLE, LABEL_RUN, Engine
 
 SENSITIVE_BRANCH = "4d9e2a61c0b7"
 SENSITIVE_TEST = "eval.tests.test_host.test_workspace_is_not_on_overlayfs"

@@ -25,7 +25,7 @@ import pytest
 from fakehub import FakeHub
 
 from pytest_programbench.errors import HiddenTestsBroken, HiddenTestsMissing
-from pytest_programbench.hidden_tests import fetch_hidden_tests
+from pytest_programbench.scoring.hidden_tests import fetch_hidden_tests
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HF_REPO = "testorg/pb-tests"  # not the default: proves PROGRAMBENCH_HF_REPO is honoured
@@ -38,7 +38,7 @@ OTHER_IID = "acme__other.def5678"
 RUNNER = r"""
 import json, os, sys, time
 from pathlib import Path
-import pytest_programbench.hidden_tests as ht
+import pytest_programbench.scoring.hidden_tests as ht
 for key, value in json.loads(os.environ.get("PB_SET_ENV", "{}")).items():
     os.environ[key] = value
 start_at = float(os.environ.get("PB_START_AT", "0"))
@@ -201,7 +201,7 @@ def test_rejects_empty_branch_list(repo_dir: Path) -> None:
 
 def test_import_does_not_load_huggingface_hub_or_docker(hf_env: Path) -> None:
     code = (
-        "import sys, pytest_programbench.hidden_tests\n"
+        "import sys, pytest_programbench.scoring.hidden_tests\n"
         "print(sorted(m for m in ('huggingface_hub', 'docker', 'httpx', 'filelock') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

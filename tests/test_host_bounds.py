@@ -15,10 +15,10 @@ import json
 import pytest
 from support import clone_selftest, session_command
 
-from pytest_programbench.agents import AGENT_LOG_HEAD_BYTES, AGENT_LOG_TAIL_BYTES
-from pytest_programbench.containers import LABEL_RUN, Engine
-from pytest_programbench.sandbox import TRAJECTORY_MAX_CHARS
-from pytest_programbench.scoring import STEP_OUTPUT_HEAD, STEP_OUTPUT_TAIL
+from pytest_programbench.agents.agent import AGENT_LOG_HEAD_BYTES, AGENT_LOG_TAIL_BYTES
+from pytest_programbench.agents.sandbox import TRAJECTORY_MAX_CHARS
+from pytest_programbench.engine.containers import LABEL_RUN, Engine
+from pytest_programbench.scoring.evaluator import STEP_OUTPUT_HEAD, STEP_OUTPUT_TAIL
 
 BUILD_OUTPUT = 300_000_000
 AGENT_OUTPUT = 200_000_000
@@ -27,7 +27,7 @@ TRAJECTORY = {"messages": ["x" * 1000] * 300_000}  # 300 MB of JSON, little memo
 CONFTEST = f"""
 from pathlib import Path
 from pytest_programbench import selftest
-from pytest_programbench.agents import CommandAgent
+from pytest_programbench.agents.agent import CommandAgent
 from pytest_programbench.keys import RUN_DIR_KEY
 
 SOURCE = selftest.reference_source()

@@ -19,7 +19,7 @@ import pytest
 from support import only_row, running
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import LABEL_RUN, Engine
+from pytest_programbench.engine.containers import LABEL_RUN, Engine
 
 CPUS = str(min(2, os.cpu_count() or 1))
 

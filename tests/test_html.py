@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import synthruns
 
-from pytest_programbench import htmlreport
-from pytest_programbench.results import Tally
+from pytest_programbench.reporting import html_page as htmlreport
+from pytest_programbench.reporting.results import Tally
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -164,7 +164,7 @@ def test_the_table_sorts_and_filters(browser: Any, page: tuple[Path, dict[str, A
 
 
 def test_the_page_is_kept_current_while_the_run_goes_on(tmp_path: Path) -> None:
-    from pytest_programbench.outputs import Outputs, OutputsPlugin
+    from pytest_programbench.reporting.outputs import Outputs, OutputsPlugin
 
     html = tmp_path / "live.html"
     collector = Tally(None, {"run_id": "r"})

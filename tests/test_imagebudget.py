@@ -23,8 +23,8 @@ from registry import Registry
 from support import CreationWatch, clone_selftest, session_command, session_options
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import LABEL_INSTANCE, LABEL_RUN, Engine
-from pytest_programbench.imagebudget import Ledger
+from pytest_programbench.engine.containers import LABEL_INSTANCE, LABEL_RUN, Engine
+from pytest_programbench.engine.imagebudget import Ledger
 
 NAMES = ["budget-a", "budget-b", "budget-c"]
 

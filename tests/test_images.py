@@ -25,7 +25,7 @@ from registry import Registry
 from support import clone_selftest, created_tag
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import Engine
+from pytest_programbench.engine.containers import Engine
 
 PUBLISHED = ["pull-a", "pull-b"]  # pushed to the registry
 UNPUBLISHED = "unpublished"  # a task whose image the registry does not have

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from realtask import ImageTags, expected_counts, write_c_submission, write_task
 
-from pytest_programbench.containers import Engine
+from pytest_programbench.engine.containers import Engine
 
 
 def _name_length_not_multiple_of_3(name: str) -> bool:

@@ -22,8 +22,9 @@ import pytest
 from junitparser import JUnitXml, Properties, Property
 from support import clone_selftest
 
-from pytest_programbench import integrity, selftest
-from pytest_programbench.containers import Engine
+from pytest_programbench import selftest
+from pytest_programbench.engine.containers import Engine
+from pytest_programbench.scoring import integrity
 from pytest_programbench.text import printable
 
 CPUS = "1"
@@ -404,7 +405,7 @@ def test_a_poisoned_task_image_is_an_error_and_does_not_fool_a_later_baseline(
 def test_changes_read_from_the_overlay_agree_with_the_engines_diff(
     engine: Engine, selftest_image: str
 ) -> None:
-    from pytest_programbench.containers import LABEL_RUN
+    from pytest_programbench.engine.containers import LABEL_RUN
 
     script = (
         "mkdir -p /etc/profile.d && echo x > /etc/profile.d/h.sh; echo 1 >> /etc/bash.bashrc; "

@@ -31,7 +31,7 @@ from support import (
 )
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import Engine
+from pytest_programbench.engine.containers import Engine
 
 INSTANCE = selftest.INSTANCE_ID
 
@@ -98,7 +98,7 @@ def test_mini_swe_agent_solves_the_selftest_task(
     assert info["model_stats"]["api_calls"] == 4
     assert info["model_stats"]["instance_cost"] == pytest.approx(4 * COST_PER_STEP)
     assert info["config"]["model_type"] == "minisweagent.models.test_models.DeterministicModel"
-    assert info["config"]["environment_type"] == "pytest_programbench.mini_agent.SandboxEnvironment"
+    assert info["config"]["environment_type"] == "pytest_programbench.agents.mini_agent.SandboxEnvironment"
     # mini's ProgramBench config is the base the YAML was merged over.
     assert info["config"]["agent"]["step_limit"] == 1000
     roles = [m["role"] for m in traj["messages"]]
@@ -227,7 +227,7 @@ def test_model_retries_are_progress_lines(monkeypatch: pytest.MonkeyPatch) -> No
 
     from minisweagent.models.litellm_model import LitellmModel
 
-    from pytest_programbench.mini_agent import retries_shown
+    from pytest_programbench.agents.mini_agent import retries_shown
 
     monkeypatch.setenv("MSWEA_MODEL_RETRY_STOP_AFTER_ATTEMPT", "3")
     monkeypatch.setattr(time, "sleep", lambda seconds: None)  # tenacity's waits, not what is tested

@@ -22,7 +22,7 @@ import yaml
 from realtask import ImageTags, write_task
 from support import run_session
 
-from pytest_programbench.containers import Engine
+from pytest_programbench.engine.containers import Engine
 
 SOURCES = {
     # 2 branches, 440 tests (11 ignored): about two thirds pass

@@ -26,8 +26,8 @@ import pytest
 from support import clone_selftest
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import LABEL_RUN, Engine
-from pytest_programbench.sandbox import Limits, Sandbox, open_sandbox
+from pytest_programbench.agents.sandbox import Limits, Sandbox, open_sandbox
+from pytest_programbench.engine.containers import LABEL_RUN, Engine
 
 RUN_ID = f"test-fidelity-{uuid.uuid4().hex[:8]}"
 DEEP = "src/test/resources/com/example/rpncalc/fixtures/données/très/profond/répertoire"
@@ -239,9 +239,9 @@ def test_honest_deep_and_non_ascii_workspace_scores_full_marks(
     packed: dict[str, tuple[Path, Path, tuple[str, ...]]],
     tmp_path: Path,
 ) -> None:
-    from pytest_programbench.scoring import score_submission
-    from pytest_programbench.tasks import load_instances, load_tests
-    from pytest_programbench.verdict import ScoreRequest
+    from pytest_programbench.scoring.evaluator import score_submission
+    from pytest_programbench.scoring.verdict import ScoreRequest
+    from pytest_programbench.selection.tasks import load_instances, load_tests
 
     tasks, blobs, [iid] = clone_selftest(engine, tmp_path, ["fidelity"])
     [instance] = load_instances(tasks, image_tag=selftest.IMAGE_TAG, skip_fixtures=False)

@@ -22,7 +22,7 @@ from engines import PodmanEngine
 from support import clone_selftest, run_session, session_command
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import LABEL_RUN, Engine
+from pytest_programbench.engine.containers import LABEL_RUN, Engine
 
 # The agent writes, per instance: the reference source, a broken copy (15/18), or the reference
 # built by a compile.sh that also leaves a login hook outside /workspace and a process behind.

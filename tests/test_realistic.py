@@ -23,7 +23,7 @@ import realistic
 from support import created_tag
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import Engine
+from pytest_programbench.engine.containers import Engine
 
 CPUS = "1"
 

@@ -14,7 +14,7 @@ from junitparser import JUnitXml, Properties, Property
 from support import clone_selftest
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import Engine
+from pytest_programbench.engine.containers import Engine
 
 CPUS = str(min(2, os.cpu_count() or 1))
 

@@ -20,7 +20,7 @@ from junitparser import JUnitXml, Properties, Property
 from support import CreationWatch, clone_selftest, wait_for
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import LABEL_RUN, Engine
+from pytest_programbench.engine.containers import LABEL_RUN, Engine
 
 CPUS = "1"
 NAMES = ["good", "half", "broken", "crash"]

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from support import CreationWatch, clone_selftest
 
-from pytest_programbench.containers import Engine
+from pytest_programbench.engine.containers import Engine
 
 STATES = ["errored", "branch_error", "missing_branch", "complete", "edited"]
 

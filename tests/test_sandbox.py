@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_programbench.containers import LABEL_INSTANCE, LABEL_ROLE, LABEL_RUN, LABEL_WORKER, Engine
-from pytest_programbench.sandbox import AgentTimedOut, Limits, Sandbox, open_sandbox
+from pytest_programbench.agents.sandbox import AgentTimedOut, Limits, Sandbox, open_sandbox
+from pytest_programbench.engine.containers import LABEL_INSTANCE, LABEL_ROLE, LABEL_RUN, LABEL_WORKER, Engine
 
 CAP_SYS_PTRACE = 19
 

@@ -18,7 +18,7 @@ import pytest
 from support import clone_selftest
 
 from pytest_programbench import selftest
-from pytest_programbench.containers import Engine
+from pytest_programbench.engine.containers import Engine
 
 KINDS = list(selftest.SUBMISSION_KINDS)
 CPUS = str(min(2, os.cpu_count() or 1))

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from pytest_programbench.containers import Engine
+from pytest_programbench.engine.containers import Engine
 
 UNRESOLVABLE = "pb-no-such-registry.invalid/base:bookworm"
 
@@ -23,7 +23,8 @@ CONFTEST = textwrap.dedent(
     import shutil
     from pathlib import Path
 
-    from pytest_programbench import images, selftest
+    from pytest_programbench.engine import images
+    from pytest_programbench import selftest
 
     # No offline base on this "machine", and a Dockerfile whose default base cannot be pulled.
     images.OFFLINE_BASE = "pbtest-no-offline-base/none:none"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from support import BASE_IMAGE
 
-from pytest_programbench.containers import Engine
+from pytest_programbench.engine.containers import Engine
 
 SCRIPT = Path(__file__).resolve().parent.parent / "images" / "setup-test-machine.sh"
 
@@ -194,7 +194,7 @@ def test_teardown_names_a_tag_a_container_still_uses_without_failing(
     engine: Engine, base_image: str, tmp_path: Path
 ) -> None:
     # On a shared engine another session's scoring may hold such an image when the suite ends.
-    from pytest_programbench.containers import LABEL_RUN
+    from pytest_programbench.engine.containers import LABEL_RUN
 
     prefix = f"pbtest-setup-{uuid.uuid4().hex[:12]}"
     busy = f"{prefix}/busy:x"

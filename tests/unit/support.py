@@ -57,7 +57,7 @@ def error(iid: str, code: str = "image_missing", **fields: Any) -> dict[str, Any
 def fake_item(inst: Instance | None, outcome: object = None, threshold: float = 1.0) -> Any:
     """What results.record reads of an item: its parameter, its pb_outcome, the settings, properties."""
     from pytest_programbench.keys import SETTINGS_KEY
-    from pytest_programbench.settings import Settings
+    from pytest_programbench.selection.settings import Settings
 
     stash = pytest.Stash()
     stash[SETTINGS_KEY] = Settings(active=True, threshold=threshold)

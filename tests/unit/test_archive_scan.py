@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_programbench.errors import SubmissionInvalid, SubmissionTooLarge
-from pytest_programbench.submissions import ArchiveFault, check_archive, scan_archive
+from pytest_programbench.scoring.submissions import ArchiveFault, check_archive, scan_archive
 
 from .archives import ACCEPTED, BUILD, FAULTS, LEFT_TO_TAR
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import synthruns
 
-from pytest_programbench import compare
-from pytest_programbench.compare import Baseline, Entry
+from pytest_programbench.reporting import compare
+from pytest_programbench.reporting.compare import Baseline, Entry
 
 from .support import row
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pytest_programbench.errors import EvaluatorCrashed, HiddenTestsBroken
-from pytest_programbench.scoring import _crashed
+from pytest_programbench.scoring.evaluator import _crashed
 
 from .support import instance
 

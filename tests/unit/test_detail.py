@@ -7,7 +7,7 @@ from pathlib import Path
 
 import synthruns
 
-from pytest_programbench import detail
+from pytest_programbench.scoring import detail
 
 
 def test_describe_lists_the_first_few_by_branch() -> None:

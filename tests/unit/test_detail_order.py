@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pytest_programbench import detail
+from pytest_programbench.scoring import detail
 
 TASK = {
     "branches": {

@@ -9,8 +9,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from pytest_programbench.containers import Engine
-from pytest_programbench.integrity import stray_processes
+from pytest_programbench.engine.containers import Engine
+from pytest_programbench.scoring.integrity import stray_processes
 
 DOCKER_TOP = {
     "Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"],

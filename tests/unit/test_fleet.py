@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_programbench.fleet import EngineSpec, FleetSettings, cli_env, parse_engine, scoring_cpus
+from pytest_programbench.engine.fleet import EngineSpec, FleetSettings, cli_env, parse_engine, scoring_cpus
 
 
 @pytest.mark.parametrize(

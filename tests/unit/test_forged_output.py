@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_programbench import integrity
+from pytest_programbench.scoring import integrity
 
 ESC = "\x1b"
 # What the self-test task's run.sh (`pytest -n auto -q`) prints, verbatim from an eval.json.

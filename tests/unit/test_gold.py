@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from pytest_programbench import gold
 from pytest_programbench.keys import SETTINGS_KEY
-from pytest_programbench.settings import Settings
+from pytest_programbench.scoring import gold
+from pytest_programbench.selection.settings import Settings
 
 from .support import instance, row, write_task
 
@@ -242,7 +242,7 @@ def test_gold_score_sits_beside_the_official_score_and_strict_integrity_zeroes_i
 
 
 def test_the_summary_shows_gold_beside_the_score_and_its_own_mean() -> None:
-    from pytest_programbench.reporting import summary_lines, totals
+    from pytest_programbench.reporting.summary import summary_lines, totals
 
     rows = [
         {**row("a__b.1", 0.5), "gold_score": 0.75},
@@ -260,7 +260,7 @@ def test_the_summary_shows_gold_beside_the_score_and_its_own_mean() -> None:
 
 
 def test_the_comparison_measures_both_runs_against_the_mask(tmp_path: Path) -> None:
-    from pytest_programbench.compare import Baseline, Entry, compare
+    from pytest_programbench.reporting.compare import Baseline, Entry, compare
 
     then = Baseline(
         "earlier", {"a__b.1": Entry(0.5, "c", "easy", gold=0.6), "c__d.2": Entry(0.5, "c", "easy")}

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_programbench import sandbox
-from pytest_programbench.agents import BoundedLog
-from pytest_programbench.sandbox import AgentReportWarning, trajectory_json
+from pytest_programbench.agents import sandbox
+from pytest_programbench.agents.agent import BoundedLog
+from pytest_programbench.agents.sandbox import AgentReportWarning, trajectory_json
 
 
 def test_a_log_keeps_its_head_and_tail(tmp_path: Path) -> None:
@@ -70,7 +70,7 @@ def test_the_audits_read_of_a_submission_does_not_keep_its_members(tmp_path: Pat
     import tarfile
     import tracemalloc
 
-    from pytest_programbench.integrity import scan_submission
+    from pytest_programbench.scoring.integrity import scan_submission
 
     def archive(members: int) -> Path:
         raw = io.BytesIO()

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pytest_programbench import htmlreport
+from pytest_programbench.reporting import html_page as htmlreport
 
 from .support import row
 

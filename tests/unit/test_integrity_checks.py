@@ -14,10 +14,11 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from pytest_programbench import integrity, selftest
-from pytest_programbench.containers import _upper_files, cgroup_procs_files, writable_tmpfs
-from pytest_programbench.integrity import Finding, Member, Toolchain
-from pytest_programbench.likeness import Reference
+from pytest_programbench import selftest
+from pytest_programbench.engine.containers import _upper_files, cgroup_procs_files, writable_tmpfs
+from pytest_programbench.scoring import integrity
+from pytest_programbench.scoring.integrity import Finding, Member, Toolchain
+from pytest_programbench.scoring.likeness import Reference
 
 
 def workspace_archive(dest: Path, files: dict[str, tuple[int, bytes]]) -> Path:

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from pytest_programbench import likeness
-from pytest_programbench.likeness import SHARE_THRESHOLD, Reference
+from pytest_programbench.scoring import likeness
+from pytest_programbench.scoring.likeness import SHARE_THRESHOLD, Reference
 
 
 def real_binary(name: str) -> bytes:

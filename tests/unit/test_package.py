@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_programbench import package
+from pytest_programbench.reporting import package
 
 from .support import row, write_task
 

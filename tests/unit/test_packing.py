@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_programbench.packing import PackLimit, pack_stream
+from pytest_programbench.agents.packing import PackLimit, pack_stream
 
 
 def engine_tar(*members: tuple[tarfile.TarInfo, bytes]) -> Iterator[bytes]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from pytest_programbench import progress, results
+from pytest_programbench.reporting import progress, results
 
 from .support import fake_report, instance
 

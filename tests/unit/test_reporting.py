@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_programbench.reporting import summary_lines, totals
+from pytest_programbench.reporting.summary import summary_lines, totals
 
 
 def row(iid: str, **resume: Any) -> dict[str, Any]:

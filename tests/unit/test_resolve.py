@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pytest_programbench.keys import SETTINGS_KEY
-from pytest_programbench.settings import ALL_OPTIONS, Settings
+from pytest_programbench.selection.settings import ALL_OPTIONS, Settings
 
 from .support import write_task
 

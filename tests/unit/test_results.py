@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_programbench import results
 from pytest_programbench.errors import TaskInvalid
 from pytest_programbench.model import AgentRun, Outcome
+from pytest_programbench.reporting import results
 
 from .support import fake_call, fake_item, fake_report, instance
 

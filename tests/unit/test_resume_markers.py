@@ -6,9 +6,10 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from pytest_programbench import files, resume
+from pytest_programbench import files
 from pytest_programbench.model import AgentRun, Outcome
-from pytest_programbench.submissions import ARCHIVE_NAME
+from pytest_programbench.scoring import resume
+from pytest_programbench.scoring.submissions import ARCHIVE_NAME
 
 from .support import instance
 

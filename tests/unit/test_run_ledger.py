@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pytest_programbench.runlock import RunDirLock, read_ledger, sweep_partials
+from pytest_programbench.engine.runlock import RunDirLock, read_ledger, sweep_partials
 
 
 def dead_pid() -> int:

@@ -71,7 +71,7 @@ def fake_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def selftest_instance() -> Any:
-    from pytest_programbench.tasks import load_instances
+    from pytest_programbench.selection.tasks import load_instances
 
     [inst] = load_instances(selftest.tasks_dir(), image_tag=selftest.IMAGE_TAG, skip_fixtures=False)
     return inst
@@ -87,8 +87,8 @@ def test_scoring_passes_engine_labels_and_memory_per_call_and_changes_nothing_gl
     from programbench import constants
 
     from pytest_programbench.errors import EvaluatorCrashed
-    from pytest_programbench.scoring import score_submission
-    from pytest_programbench.verdict import ScoreRequest
+    from pytest_programbench.scoring.evaluator import score_submission
+    from pytest_programbench.scoring.verdict import ScoreRequest
 
     url = f"unix:///run/fake-{uuid.uuid4().hex}.sock"  # not this process's engine: a wrapper is needed
     environ, run_args = dict(os.environ), list(constants.DOCKER_RUN_ARGS)
@@ -152,7 +152,7 @@ def test_the_process_engine_gets_the_official_executable_unwrapped(
 ) -> None:
     from programbench.constants import DOCKER_EXECUTABLE
 
-    from pytest_programbench.fleet import evaluator_cli
+    from pytest_programbench.engine.fleet import evaluator_cli
 
     monkeypatch.delenv("DOCKER_CONTEXT")
     monkeypatch.setenv("DOCKER_HOST", "unix:///run/mine.sock")
@@ -163,7 +163,7 @@ def test_the_process_engine_gets_the_official_executable_unwrapped(
 def test_a_podman_engine_is_driven_by_the_podman_cli_with_its_url(fake_cli: Path) -> None:
     import subprocess
 
-    from pytest_programbench.fleet import evaluator_cli
+    from pytest_programbench.engine.fleet import evaluator_cli
 
     url = f"unix:///run/user/1000/podman/podman-{uuid.uuid4().hex}.sock"
     wrapper = evaluator_cli(url, podman=True)
@@ -178,7 +178,7 @@ def test_our_new_env_starts_the_container_the_official_one_would(monkeypatch: py
     ``docker run`` options. Compared on the official code itself, so a release that changes it fails here."""
     from programbench.eval import eval as official
 
-    from pytest_programbench.scoring import ContainerCli, evaluator_class
+    from pytest_programbench.scoring.evaluator import ContainerCli, evaluator_class
 
     seen: list[dict[str, Any]] = []
 
@@ -205,8 +205,8 @@ def test_the_committed_image_is_removed_through_the_engines_cli(
     name another engine; ours removes the image again where it was committed."""
     from programbench.eval import eval as official
 
-    from pytest_programbench.fleet import evaluator_cli
-    from pytest_programbench.scoring import ContainerCli, evaluator_class
+    from pytest_programbench.engine.fleet import evaluator_cli
+    from pytest_programbench.scoring.evaluator import ContainerCli, evaluator_class
 
     def compile_and_commit(self: Any) -> None:  # the part of the official run() that matters here
         env = self._new_env("img:tag")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_programbench import settings
+from pytest_programbench.selection import settings
 
 
 def test_language_aliases_collapse_to_canonical_names() -> None:

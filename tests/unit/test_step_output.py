@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from programbench.container import ContainerEnvironment
 
-from pytest_programbench import scoring
+from pytest_programbench.scoring import evaluator as scoring
 
 FAKE_DOCKER = """#!/bin/sh
 # docker exec -w <cwd> <container> bash -lc <command>: run the command here. Anything else: nothing.

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_programbench import tasks
 from pytest_programbench.errors import SelectionInvalid, TaskInvalid
-from pytest_programbench.settings import Settings
+from pytest_programbench.selection import tasks
+from pytest_programbench.selection.settings import Settings
 
 from .support import instance, write_task
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_programbench import reporting
 from pytest_programbench.model import Selection
-from pytest_programbench.settings import Settings
+from pytest_programbench.reporting import summary as reporting
+from pytest_programbench.selection.settings import Settings
 
 from .support import error, instance, row
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pytest_programbench.containers import _upper_files
+from pytest_programbench.engine.containers import _upper_files
 
 
 def test_regular_files_under_the_roots_only_links_and_other_dirs_left_out(tmp_path: Path) -> None:

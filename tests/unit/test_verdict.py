@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_programbench import resume, verdict
 from pytest_programbench.model import Outcome
+from pytest_programbench.scoring import resume, verdict
 
 from .support import instance
 

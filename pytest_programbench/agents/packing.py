@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pytest_programbench import files
-from pytest_programbench.containers import ChunkReader
+from pytest_programbench.engine.containers import ChunkReader
 
 #: Member types a workspace may hold: files, directories, symlinks, hard links.
 _KEPT_TYPES = frozenset(

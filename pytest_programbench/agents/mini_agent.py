@@ -3,7 +3,7 @@
 This is what ``mini-extra programbench`` runs per instance (its ProgramBench config,
 its ``ProgramBenchAgent``, the same git identity and template variables, the
 trajectory as ``<id>.traj.json``) with one change: commands go through
-:class:`~pytest_programbench.sandbox.Sandbox` instead of a ``docker run`` of its own,
+:class:`~pytest_programbench.agents.sandbox.Sandbox` instead of a ``docker run`` of its own,
 so the container gets our limits, labels, timeout and cleanup. The user's
 ``--pb-agent-config`` YAML is merged over the built-in config and ``--pb-model`` over
 both, exactly as ``mini-extra programbench -c ... -m ...`` merges them.
@@ -24,10 +24,10 @@ from typing import Any
 
 import yaml
 
+from pytest_programbench.agents.sandbox import Sandbox
 from pytest_programbench.errors import AgentUnavailable
 from pytest_programbench.model import Instance
-from pytest_programbench.sandbox import Sandbox
-from pytest_programbench.settings import Settings
+from pytest_programbench.selection.settings import Settings
 
 # The environment keys that mean something here; mini's docker run_args, executable and
 # container_timeout are replaced by the sandbox's own limits.

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_programbench.model import Instance, Outcome
-from pytest_programbench.resume import FULL, PART, REUSE, Plan
+from pytest_programbench.scoring.resume import FULL, PART, REUSE, Plan
 
 if TYPE_CHECKING:
-    from pytest_programbench.containers import Engine
-    from pytest_programbench.integrity import Audit
+    from pytest_programbench.engine.containers import Engine
+    from pytest_programbench.scoring.integrity import Audit
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import pytest
 
-from pytest_programbench import detail, files
-from pytest_programbench.settings import Option, _base, _raw, _usage, parse_fraction
+from pytest_programbench import files
+from pytest_programbench.scoring import detail
+from pytest_programbench.selection.settings import Option, _base, _raw, _usage, parse_fraction
 
 if TYPE_CHECKING:
-    from pytest_programbench.compare import Baseline, Comparison
     from pytest_programbench.model import Instance
-    from pytest_programbench.package import Packaged
-    from pytest_programbench.results import Tally
+    from pytest_programbench.reporting.compare import Baseline, Comparison
+    from pytest_programbench.reporting.package import Packaged
+    from pytest_programbench.reporting.results import Tally
 
 OPTIONS = (
     Option(
@@ -161,7 +162,7 @@ class OutputsPlugin:
         from _pytest.junitxml import xml_key
 
         if self.baseline is not None:
-            from pytest_programbench.compare import compare
+            from pytest_programbench.reporting.compare import compare
 
             self.comparison = compare(self.baseline, list(self.collector.rows.values()))
             self.collector.meta["comparison"] = self.comparison.to_dict()
@@ -188,7 +189,7 @@ class OutputsPlugin:
 
     def write_package(self, session: pytest.Session) -> None:
         """``--pb-package``: the run as a leaderboard submission; a failure fails the session."""
-        from pytest_programbench.package import package
+        from pytest_programbench.reporting.package import package
 
         config = session.config
         assert self.collector.run_dir is not None
@@ -203,7 +204,7 @@ class OutputsPlugin:
                 command=["pytest", *config.invocation_params.args],
             )
         except Exception as exc:  # the summary matters more; the failure is said there and fails the run
-            from pytest_programbench.package import Packaged
+            from pytest_programbench.reporting.package import Packaged
 
             self.packaged = Packaged(
                 Path(self.outputs.package), ok=False, error=f"{type(exc).__name__}: {exc}"
@@ -218,7 +219,7 @@ class OutputsPlugin:
             self.failures.append(f"warning: {what} could not be written: {exc}")
 
     def write_html(self, *, final: bool) -> None:
-        from pytest_programbench.htmlreport import render
+        from pytest_programbench.reporting.html_page import render
 
         def write() -> None:
             path = Path(self.outputs.html)
@@ -267,7 +268,7 @@ def _agent_config(config: pytest.Config) -> Any:
 
     settings = config.stash[SETTINGS_KEY]
     if settings.agent == "mini-swe-agent":
-        from pytest_programbench.mini_agent import load_config
+        from pytest_programbench.agents.mini_agent import load_config
 
         return load_config(settings)
     if settings.agent_config:
@@ -279,8 +280,8 @@ def _agent_config(config: pytest.Config) -> Any:
 
 def _engines(config: pytest.Config) -> list[dict[str, Any]]:
     """Each engine's version and cores, and the CPUs a scoring container got there (the share rule)."""
-    from pytest_programbench.containers import Engine
-    from pytest_programbench.fleet import FLEET_KEY, scoring_cpus
+    from pytest_programbench.engine.containers import Engine
+    from pytest_programbench.engine.fleet import FLEET_KEY, scoring_cpus
     from pytest_programbench.keys import SETTINGS_KEY
 
     settings = config.stash[SETTINGS_KEY]

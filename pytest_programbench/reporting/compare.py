@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_programbench import detail
 from pytest_programbench.model import RESOLVED_THRESHOLD
+from pytest_programbench.scoring import detail
 
 if TYPE_CHECKING:
-    from pytest_programbench.gold import Mask
+    from pytest_programbench.scoring.gold import Mask
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -92,7 +92,7 @@ def from_rows(rows: Sequence[dict[str, Any]]) -> dict[str, Entry]:
 
 def _from_run_dir(run_dir: Path, tasks_dir: Path | None, mask: Mask | None = None) -> dict[str, Entry]:
     """Score every ``<id>/<id>.eval.json`` (and ``attempt-<k>/<id>/...``) as programbench info does."""
-    from pytest_programbench.tasks import default_tasks_dir, load_instances
+    from pytest_programbench.selection.tasks import default_tasks_dir, load_instances
 
     known = {
         i.instance_id: i
@@ -348,7 +348,7 @@ def _gold_means(instances: list[dict[str, Any]]) -> dict[str, float] | None:
 
 
 def _groups(instances: list[dict[str, Any]], key: str) -> dict[str, dict[str, float]]:
-    from pytest_programbench.reporting import _order
+    from pytest_programbench.reporting.summary import _order
 
     groups: dict[str, list[float]] = {}
     for i in instances:

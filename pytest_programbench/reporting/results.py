@@ -21,7 +21,7 @@ from pytest_programbench.keys import SETTINGS_KEY
 from pytest_programbench.model import CATEGORIES, ERROR, LETTERS, OUTCOMES, Instance, Outcome
 
 if TYPE_CHECKING:
-    from pytest_programbench.gold import Mask
+    from pytest_programbench.scoring.gold import Mask
 
 REPORT_ATTR = "programbench"
 REPORT_EVERY_SECONDS = 1.0
@@ -75,7 +75,7 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
 
             lines = [printable(part) for part in data["integrity"].split("; ")]
             report.sections.append(("ProgramBench integrity", "\n".join(lines)))
-        from pytest_programbench.detail import attach
+        from pytest_programbench.scoring.detail import attach
 
         attach(item, data)
     elif report.failed and report.when in ("setup", "call"):
@@ -85,7 +85,7 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
         data = error_row(inst, code, message)
     else:
         return
-    from pytest_programbench.fleet import ENGINE_KEY, ROW_KEY
+    from pytest_programbench.engine.fleet import ENGINE_KEY, ROW_KEY
 
     if ENGINE_KEY in item.stash:
         data["engine"] = item.stash[ENGINE_KEY]
@@ -110,14 +110,14 @@ def row_of(outcome: Outcome, threshold: float = 1.0, instance: Instance | None =
     """
     data = outcome.to_dict()
     if instance is not None:
-        from pytest_programbench.items import nodeid_of
+        from pytest_programbench.selection.items import nodeid_of
 
         data["node_id"] = nodeid_of(instance)
     data["integrity"] = ""
     if outcome.outcome in CATEGORIES and outcome.score < threshold:
         data["reason"] = outcome.failure_reason(threshold)
     if outcome.findings:
-        from pytest_programbench.integrity import describe
+        from pytest_programbench.scoring.integrity import describe
 
         data["integrity"] = describe(outcome.findings, limit=len(outcome.findings))
         data.setdefault("reason", f"integrity: {describe(outcome.findings)}")
@@ -232,7 +232,7 @@ class Tally:
         """
         if not self.collected:
             return
-        from pytest_programbench.resume import earlier_verdict
+        from pytest_programbench.scoring.resume import earlier_verdict
 
         if interrupted:
             cause = "the session was interrupted before this instance finished"
@@ -249,7 +249,7 @@ class Tally:
                     outcome = outcome.counted_strictly()
                 self.rows[key] = {**row_of(outcome, self.threshold, inst), "session": source}
                 if self.gold_mask is not None and self.run_dir is not None:
-                    from pytest_programbench.gold import add_gold_score, gold_score_of
+                    from pytest_programbench.scoring.gold import add_gold_score, gold_score_of
 
                     eval_json = self.run_dir / inst.rel_dir / f"{inst.instance_id}.eval.json"
                     add_gold_score(self.rows[key], gold_score_of(self.gold_mask, inst, eval_json))
@@ -261,7 +261,7 @@ class Tally:
                 )
 
     def suite_properties(self) -> list[tuple[str, object]]:
-        from pytest_programbench.reporting import totals
+        from pytest_programbench.reporting.summary import totals
 
         summary = totals(list(self.rows.values()), threshold=self.threshold, integrity=self.integrity)
         props: list[tuple[str, object]] = [
@@ -290,7 +290,7 @@ class Tally:
         return props
 
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
-        from pytest_programbench.reporting import summary_lines
+        from pytest_programbench.reporting.summary import summary_lines
         from pytest_programbench.text import printable
 
         if not self.collected:
@@ -308,7 +308,7 @@ class Tally:
                 terminalreporter.write_line(printable(line))
 
     def document(self) -> dict[str, Any]:
-        from pytest_programbench.reporting import totals
+        from pytest_programbench.reporting.summary import totals
 
         rows = [self.rows[k] for k in sorted(self.rows)]
         summary = totals(rows, threshold=self.threshold, integrity=self.integrity)

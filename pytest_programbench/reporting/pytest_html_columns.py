@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_programbench.model import Instance
-from pytest_programbench.results import REPORT_ATTR
+from pytest_programbench.reporting.results import REPORT_ATTR
 
 #: (column key, header) of the sortable columns; the key names the cell's ``col-`` class.
 COLUMNS = (("pbScore", "Score"), ("pbOutcome", "Outcome"), ("pbPassed", "Passed/total"))

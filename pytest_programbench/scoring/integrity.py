@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from pytest_programbench import files
-from pytest_programbench.likeness import BUILT_SHARE_THRESHOLD, SHARE_THRESHOLD, Match, Reference
+from pytest_programbench.scoring.likeness import BUILT_SHARE_THRESHOLD, SHARE_THRESHOLD, Match, Reference
 
 if TYPE_CHECKING:
-    from pytest_programbench.containers import Engine
+    from pytest_programbench.engine.containers import Engine
 
 log = logging.getLogger("pytest_programbench")
 
@@ -288,7 +288,7 @@ def read_members(
     With a ``reference``, a file large enough to hold much of it is also asked how much it
     does (likeness.py), as it is and decoded.
     """
-    from pytest_programbench.packing import forget_members
+    from pytest_programbench.agents.packing import forget_members
 
     with tarfile.open(fileobj=fileobj, mode=mode) as archive:
         for info in archive:

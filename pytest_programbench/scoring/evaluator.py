@@ -39,15 +39,15 @@ from typing import TYPE_CHECKING, Any
 from pytest_programbench import files
 from pytest_programbench.errors import EvaluatorCrashed, HiddenTestsBroken, SubmissionInvalid
 from pytest_programbench.model import Instance, Outcome
-from pytest_programbench.tasks import load_tests
+from pytest_programbench.selection.tasks import load_tests
 
 if TYPE_CHECKING:
     from programbench.eval.eval import EvaluationResult
     from programbench.eval.eval_batch import InstanceEvalSummary
 
-    from pytest_programbench.containers import Engine
-    from pytest_programbench.integrity import Audit
-    from pytest_programbench.verdict import ScoreRequest
+    from pytest_programbench.engine.containers import Engine
+    from pytest_programbench.scoring.integrity import Audit
+    from pytest_programbench.scoring.verdict import ScoreRequest
 
 
 log = logging.getLogger("pytest_programbench")
@@ -97,7 +97,7 @@ def score_submission(request: ScoreRequest) -> Outcome:
     from programbench.eval.eval import EvaluationResult
     from programbench.utils.load_data import get_active_branches, get_ignored_branches, get_ignored_tests
 
-    from pytest_programbench.submissions import check_archive
+    from pytest_programbench.scoring.submissions import check_archive
 
     instance, submission, blob_dir = request.instance, request.submission, request.blob_dir
     audit, engine, image, instance_dir = request.audit, request.engine, request.image, request.instance_dir
@@ -295,7 +295,7 @@ def container_cli(engine: Engine | None, labels: Mapping[str, str], memory: str 
     """The CLI that reaches ``engine`` (fleet.evaluator_cli), the options for ``labels`` and ``memory``."""
     from programbench.constants import DOCKER_EXECUTABLE
 
-    from pytest_programbench.fleet import evaluator_cli
+    from pytest_programbench.engine.fleet import evaluator_cli
 
     run_args = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
     if memory:
@@ -351,7 +351,7 @@ def write_integrity(
     """``<id>.integrity.json`` beside eval.json: the audit's findings, what it could not check, the image."""
     import json
 
-    from pytest_programbench.integrity import CODES
+    from pytest_programbench.scoring.integrity import CODES
 
     data = {
         "instance_id": instance_id,

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pytest_programbench import files
+from pytest_programbench.agents.packing import forget_members
 from pytest_programbench.errors import NoSubmission, SubmissionInvalid, SubmissionTooLarge
-from pytest_programbench.packing import forget_members
 
 ARCHIVE_NAME = "submission.tar.gz"
 #: A replayed archive may unpack to this many times --pb-max-submission: source compresses

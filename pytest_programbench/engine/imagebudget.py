@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_programbench import files
-from pytest_programbench.containers import Engine
+from pytest_programbench.engine.containers import Engine
 
 
 @dataclass

@@ -59,9 +59,9 @@ class Prefetch:
             self._thread = None
 
     def _pull(self, url: str, ref: str) -> None:
-        from pytest_programbench.containers import Engine
-        from pytest_programbench.imagebudget import Ledger, provision
-        from pytest_programbench.images import ensure_image
+        from pytest_programbench.engine.containers import Engine
+        from pytest_programbench.engine.imagebudget import Ledger, provision
+        from pytest_programbench.engine.images import ensure_image
 
         try:
             with Engine(url) as engine:  # a connection of its own: the item's is busy

@@ -24,7 +24,7 @@ from pytest_programbench.keys import SELECTION_KEY, SETTINGS_KEY
 
 if TYPE_CHECKING:
     from pytest_programbench.model import Instance
-    from pytest_programbench.settings import Settings
+    from pytest_programbench.selection.settings import Settings
 
 COLLECTOR_NAME = "programbench"
 
@@ -96,7 +96,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def instance(pb_instance: Instance, pb_outcome: Any, request: pytest.FixtureRequest) -> None:
     """One ProgramBench instance: passes when its hidden-test score reaches the threshold."""
-    from pytest_programbench import detail
+    from pytest_programbench.scoring import detail
     from pytest_programbench.text import printable
 
     threshold = request.config.stash[SETTINGS_KEY].threshold

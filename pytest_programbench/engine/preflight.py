@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from pytest_programbench.errors import ProgramBenchError
-from pytest_programbench.settings import Settings
+from pytest_programbench.selection.settings import Settings
 
 #: How long the model-key check may take (a subprocess importing litellm).
 KEY_CHECK_SECONDS = 60
@@ -49,7 +49,7 @@ _OURS = ("pytest_programbench.plugin", "pytest_programbench.fixtures")
 
 
 def check_engine(host: str | None = None) -> None:
-    from pytest_programbench.containers import Engine
+    from pytest_programbench.engine.containers import Engine
 
     with Engine(host, timeout=30):
         pass
@@ -70,7 +70,7 @@ def check_agent(config: pytest.Config, settings: Settings) -> None:
     elif settings.agent == "mini-swe-agent":
         check_mini(settings)
     else:
-        from pytest_programbench.agents import load
+        from pytest_programbench.agents.agent import load
 
         load(settings.agent)
 
@@ -112,7 +112,7 @@ def check_command(command: str) -> None:
 
 def check_mini(settings: Settings) -> None:
     """mini-swe-agent is installed, its config names a model, and that model's keys are set."""
-    from pytest_programbench.mini_agent import load_config
+    from pytest_programbench.agents.mini_agent import load_config
 
     config = load_config(settings)  # raises AgentUnavailable: not installed, no model, bad class
     model = config.get("model", {})

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_programbench.containers import (
+from pytest_programbench.agents.packing import Packed, PackLimit, pack_stream
+from pytest_programbench.engine.containers import (
     KEPT_PREFIX,
     LABEL_INSTANCE,
     LABEL_ROLE,
@@ -45,7 +46,6 @@ from pytest_programbench.errors import (
     WorkspaceUnpackable,
 )
 from pytest_programbench.model import clean_cost, clean_steps
-from pytest_programbench.packing import Packed, PackLimit, pack_stream
 
 if TYPE_CHECKING:
     from docker.models.containers import Container

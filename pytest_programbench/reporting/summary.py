@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_programbench.fleet import per_engine_lines
-from pytest_programbench.integrity import Finding
+from pytest_programbench.engine.fleet import per_engine_lines
 from pytest_programbench.model import DIFFICULTIES, ERROR, LANGUAGES, NOT_RUN, OUTCOMES, Selection
-from pytest_programbench.settings import Settings
+from pytest_programbench.scoring.integrity import Finding
+from pytest_programbench.selection.settings import Settings
 
 
 def header_lines(settings: Settings, selection: Selection) -> list[str]:

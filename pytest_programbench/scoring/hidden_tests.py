@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .errors import HiddenTestsMissing, HiddenTestsUnavailable
+from pytest_programbench.errors import HiddenTestsMissing, HiddenTestsUnavailable
 
 DEFAULT_HF_REPO = "programbench/ProgramBench-Tests"
 DEFAULT_HF_REVISION = "main"
@@ -63,8 +63,8 @@ def fetch_hidden_tests(instance_id: str, branches: Sequence[str], *, blob_dir: P
 
 
 def _check_archives(root: Path, instance_id: str, branches: Sequence[str], *, cached: bool) -> None:
-    from .errors import HiddenTestsBroken
-    from .submissions import ArchiveFault, scan_archive
+    from pytest_programbench.errors import HiddenTestsBroken
+    from pytest_programbench.scoring.submissions import ArchiveFault, scan_archive
 
     for branch in branches:
         path = root / "tests" / f"{branch}.tar.gz"

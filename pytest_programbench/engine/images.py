@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pytest_programbench import files
-from pytest_programbench.containers import Engine
+from pytest_programbench.engine.containers import Engine
 from pytest_programbench.errors import ImageBuildFailed, ImageChanged, ImageMissing
 
 IMAGE_IDS = "image-ids.json"

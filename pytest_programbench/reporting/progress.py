@@ -20,7 +20,7 @@ import pytest
 from pytest_programbench.text import printable
 
 if TYPE_CHECKING:
-    from pytest_programbench.results import Tally
+    from pytest_programbench.reporting.results import Tally
 
 log = logging.getLogger("pytest_programbench")
 
@@ -112,7 +112,7 @@ class Overall:
             self.peak = max(self.peak, len(self.started))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        from pytest_programbench.results import REPORT_ATTR
+        from pytest_programbench.reporting.results import REPORT_ATTR
 
         data = getattr(report, REPORT_ATTR, None)
         if isinstance(data, dict) and report.when == "call":  # the verdict rides on the call report

@@ -35,11 +35,11 @@ import pytest
 from pytest_programbench import files
 
 if TYPE_CHECKING:
-    from pytest_programbench.containers import Engine
+    from pytest_programbench.engine.containers import Engine
     from pytest_programbench.model import Instance, Outcome
-    from pytest_programbench.progress import ItemProgress
-    from pytest_programbench.results import Tally
-    from pytest_programbench.settings import Settings
+    from pytest_programbench.reporting.progress import ItemProgress
+    from pytest_programbench.reporting.results import Tally
+    from pytest_programbench.selection.settings import Settings
 
 MASK_NAME = "gold_mask.json"
 SCHEMA = "pytest-programbench gold mask"
@@ -119,7 +119,7 @@ def mask_of(config: pytest.Config) -> Mask | None:
 
 def gold_score_of(mask: Mask, instance: Instance, eval_json: Path) -> tuple[float, int, int] | None:
     """The gold score of an instance's eval.json, counted as ``programbench info`` counts."""
-    from pytest_programbench import detail
+    from pytest_programbench.scoring import detail
 
     try:
         results = list(detail.counted(detail.read(eval_json), detail.branches_of(instance)))
@@ -152,7 +152,7 @@ def gold_evaluator_class() -> Any:
     programbench 1.2.x's ``_compile_executable``, with its step names and commands, so the branches
     find exactly what they find after a compile (tests/unit/test_private_apis.py names them).
     """
-    from pytest_programbench.scoring import evaluator_class
+    from pytest_programbench.scoring.evaluator import evaluator_class
 
     base = evaluator_class()
 
@@ -205,7 +205,7 @@ def score_reference(
     """Run every active branch against the reference in ``image`` (a pinned id); write eval.json."""
     from programbench.utils.load_data import get_active_branches, get_ignored_branches, get_ignored_tests
 
-    from pytest_programbench.scoring import (
+    from pytest_programbench.scoring.evaluator import (
         Observer,
         _tests_by_branch,
         container_cli,
@@ -249,8 +249,7 @@ def gold_outcome(request: pytest.FixtureRequest, instance: Instance, instance_di
     this run directory left a complete one for the same image."""
     import os
 
-    from pytest_programbench import resume
-    from pytest_programbench.containers import (
+    from pytest_programbench.engine.containers import (
         LABEL_INSTANCE,
         LABEL_OWNER,
         LABEL_ROLE,
@@ -258,9 +257,10 @@ def gold_outcome(request: pytest.FixtureRequest, instance: Instance, instance_di
         LABEL_WORKER,
         session_owner,
     )
-    from pytest_programbench.images import check_pinned
+    from pytest_programbench.engine.images import check_pinned
     from pytest_programbench.keys import RUN_ID_KEY
-    from pytest_programbench.scoring import eval_json_path, summarise_existing
+    from pytest_programbench.scoring import resume
+    from pytest_programbench.scoring.evaluator import eval_json_path, summarise_existing
 
     settings: Settings = request.getfixturevalue("pb_settings")
     task: dict[str, Any] = request.getfixturevalue("pb_task")
@@ -313,8 +313,8 @@ def gold_outcome(request: pytest.FixtureRequest, instance: Instance, instance_di
 
 def _why_not_reuse(instance_dir: Path, eval_json: Path, task: dict[str, Any], image_id: str) -> str:
     """'' when an earlier gold session's verdict here stands as it is, else why it must be redone."""
-    from pytest_programbench import resume
-    from pytest_programbench.scoring import branches_to_rescore
+    from pytest_programbench.scoring import resume
+    from pytest_programbench.scoring.evaluator import branches_to_rescore
 
     if not eval_json.is_file():
         return "no verdict yet"
@@ -341,7 +341,7 @@ def _why_not_reuse(instance_dir: Path, eval_json: Path, task: dict[str, Any], im
 def configure(config: pytest.Config, tally: Tally) -> None:
     """Controller: keep gold runs and submission runs apart, read ``--pb-gold-mask``, and in a gold
     run register what writes the mask."""
-    from pytest_programbench.fleet import FLEET_KEY
+    from pytest_programbench.engine.fleet import FLEET_KEY
     from pytest_programbench.keys import RUN_DIR_KEY, SETTINGS_KEY
 
     settings = config.stash[SETTINGS_KEY]
@@ -386,9 +386,9 @@ def build_mask(
     meta: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The gold mask of a run directory: each instance with a verdict, read from its eval.json."""
-    from pytest_programbench import detail
     from pytest_programbench.model import CATEGORIES
-    from pytest_programbench.tasks import load_tests
+    from pytest_programbench.scoring import detail
+    from pytest_programbench.selection.tasks import load_tests
 
     by_key = {(r["instance_id"], r["attempt"]): r for r in rows}
     entries: dict[str, dict[str, Any]] = {}

@@ -41,9 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_programbench import files
-from pytest_programbench.errors import AgentUnavailable, NoAgent
-from pytest_programbench.model import AgentRun, Instance
-from pytest_programbench.sandbox import (
+from pytest_programbench.agents.sandbox import (
     TRAJECTORY_TEXT,
     AgentReportWarning,
     AgentTimedOut,
@@ -51,7 +49,9 @@ from pytest_programbench.sandbox import (
     SandboxHandle,
     trajectory_json,
 )
-from pytest_programbench.settings import Settings
+from pytest_programbench.errors import AgentUnavailable, NoAgent
+from pytest_programbench.model import AgentRun, Instance
+from pytest_programbench.selection.settings import Settings
 from pytest_programbench.text import printable
 
 # How long a timed-out in-thread agent gets to notice (its next sandbox call raises) and finish.
@@ -79,7 +79,7 @@ def from_settings(settings: Settings, instance_dir: Path) -> Agent:
     if name == "command":
         return CommandAgent(settings.agent_cmd, instance_dir).run
     if name == "mini-swe-agent":
-        from pytest_programbench.mini_agent import MiniSweAgent
+        from pytest_programbench.agents.mini_agent import MiniSweAgent
 
         return MiniSweAgent(settings, instance_dir).run
     return load(name)
@@ -362,7 +362,7 @@ def _take_returned(sandbox: Sandbox, value: Any) -> None:
         return
     named = {k: v for k, v in fields.items() if isinstance(k, str)}
     if len(named) != len(fields):
-        from pytest_programbench.sandbox import _warn
+        from pytest_programbench.agents.sandbox import _warn
 
         _warn(f"dropped {len(fields) - len(named)} returned key(s) that are not strings")
     sandbox.report(**named)

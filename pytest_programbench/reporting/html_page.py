@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pytest_programbench import detail
+from pytest_programbench.scoring import detail
 
 REFRESH_SECONDS = 30  # while the run goes on, the page reloads itself to show new verdicts
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from pytest_programbench import files
 from pytest_programbench.model import AgentRun, Instance, Outcome, agent_run_of
-from pytest_programbench.submissions import ARCHIVE_NAME
+from pytest_programbench.scoring.submissions import ARCHIVE_NAME
 
 AGENT_MARKER = "agent.json"
 DONE_MARKER = "programbench.json"
@@ -93,7 +93,7 @@ def finished_agent(instance_dir: Path) -> AgentRun | None:
 
 def mark_scored(instance_dir: Path, outcome: Outcome, source: Path | None) -> None:
     """Vouch for ``<id>.eval.json`` as it is now, and for the submission it scored."""
-    from pytest_programbench.scoring import eval_json_path
+    from pytest_programbench.scoring.evaluator import eval_json_path
 
     archive = instance_dir / ARCHIVE_NAME
     files.write_text(
@@ -116,7 +116,7 @@ def plan(
     instance: Instance, instance_dir: Path, source: Path | None, task: dict[str, Any], *, force: bool
 ) -> Plan:
     """Reuse, score some branches, or score all, given what the instance's directory holds."""
-    from pytest_programbench.scoring import eval_json_path
+    from pytest_programbench.scoring.evaluator import eval_json_path
 
     eval_json = eval_json_path(instance_dir, instance.instance_id)
     if not eval_json.is_file():
@@ -158,7 +158,7 @@ def _read_existing(eval_json: Path, task: dict[str, Any]) -> tuple[Any, list[str
     when it does not parse."""
     from programbench.eval.eval import EvaluationResult
 
-    from pytest_programbench.scoring import branches_to_rescore
+    from pytest_programbench.scoring.evaluator import branches_to_rescore
 
     try:
         branches = branches_to_rescore(eval_json, task)
@@ -193,8 +193,8 @@ def earlier_verdict(instance: Instance, instance_dir: Path) -> tuple[Outcome, st
     ``(outcome, "official")`` summarised read-only from an eval.json the official tools
     wrote; None when there is neither (or the marker no longer matches).
     """
-    from pytest_programbench.scoring import eval_json_path, summarise_existing
-    from pytest_programbench.tasks import load_tests
+    from pytest_programbench.scoring.evaluator import eval_json_path, summarise_existing
+    from pytest_programbench.selection.tasks import load_tests
 
     eval_json = eval_json_path(instance_dir, instance.instance_id)
     if not eval_json.is_file():

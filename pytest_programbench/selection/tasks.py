@@ -15,7 +15,7 @@ from typing import Any
 
 from pytest_programbench.errors import SelectionInvalid
 from pytest_programbench.model import LANGUAGE_ALIASES, Instance, Selection
-from pytest_programbench.settings import Settings
+from pytest_programbench.selection.settings import Settings
 
 #: The package's test fixture, not a benchmark task (its tests.json names do not
 #: even match pytest's JUnit names).

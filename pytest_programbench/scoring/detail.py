@@ -142,7 +142,7 @@ GOLD_KEY = pytest.StashKey["tuple[float, int, int] | None"]()
 
 def of_item(request: pytest.FixtureRequest, instance: Instance) -> dict[str, dict[str, Any]] | None:
     """Read the item's eval.json (where pb_outcome left it) and keep the detail on the item."""
-    from pytest_programbench.scoring import eval_json_path
+    from pytest_programbench.scoring.evaluator import eval_json_path
 
     instance_dir: Path = request.getfixturevalue("pb_instance_dir")
     task: dict[str, Any] = request.getfixturevalue("pb_task")
@@ -159,7 +159,7 @@ def of_item(request: pytest.FixtureRequest, instance: Instance) -> dict[str, dic
         data = hidden = None
     if data is not None and hidden is not None:
         request.node.stash[DETAIL_KEY] = hidden
-        from pytest_programbench.gold import mask_of
+        from pytest_programbench.scoring.gold import mask_of
 
         mask = mask_of(request.config)
         if mask is not None:  # --pb-gold-mask: the same counted tests, measured against the reference's
@@ -172,7 +172,7 @@ def attach(item: pytest.Item, row: dict[str, Any]) -> None:
     paths: dict[str, Any] = item.stash.get(PATHS_KEY, {})
     row.update(paths)
     if GOLD_KEY in item.stash:
-        from pytest_programbench.gold import add_gold_score
+        from pytest_programbench.scoring.gold import add_gold_score
 
         add_gold_score(row, item.stash[GOLD_KEY])
     hidden = item.stash.get(DETAIL_KEY, None)

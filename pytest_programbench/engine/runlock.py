@@ -127,7 +127,7 @@ class RunDirLock:
         images (if their owners are provably dead) and the partial files of dead writers."""
         if session.config.option.collectonly:
             return
-        from pytest_programbench.containers import Engine
+        from pytest_programbench.engine.containers import Engine
 
         removed, alive, unfinished = 0, set(), []
         for entry in self.dead:

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_programbench.engine.prefetch import Prefetch, next_holder
 from pytest_programbench.errors import EngineUnavailable
-from pytest_programbench.prefetch import Prefetch, next_holder
 
 if TYPE_CHECKING:
-    from pytest_programbench.containers import Engine
-    from pytest_programbench.imagebudget import Ledger
+    from pytest_programbench.engine.containers import Engine
+    from pytest_programbench.engine.imagebudget import Ledger
 
 SCHEMES = ("unix", "tcp", "ssh")
 HOSTS_FLAG = "--pb-docker-host"
@@ -150,7 +150,7 @@ def resolve(config: pytest.Config) -> FleetSettings:
 
 
 def _image_budget(config: pytest.Config) -> int | None:
-    from pytest_programbench.settings import parse_bytes
+    from pytest_programbench.selection.settings import parse_bytes
 
     value, where = config.getoption("pb_image_budget"), "--pb-image-budget"
     if value is None:
@@ -171,7 +171,7 @@ def _engines(config: pytest.Config) -> FleetSettings:
     elif ini:
         specs = [parse_engine(v, f"ini option {HOSTS_INI}") for v in ini if v.strip()]
     else:
-        from pytest_programbench.containers import default_host
+        from pytest_programbench.engine.containers import default_host
 
         return FleetSettings((EngineSpec(default_host(), 1, explicit=False),))
     seen: set[str] = set()
@@ -223,7 +223,7 @@ class EngineFacts:
 
 def survey(fleet: FleetSettings) -> list[EngineFacts]:
     """Connect to every engine once; an unreachable one the user named is a usage error naming it."""
-    from pytest_programbench.containers import Engine
+    from pytest_programbench.engine.containers import Engine
 
     facts = []
     for spec in fleet.engines:
@@ -302,7 +302,7 @@ class Fleet:
 
     def engine(self, url: str) -> Engine:
         """The open engine at ``url``, checked to answer now (EngineUnavailable, quickly, if not)."""
-        from pytest_programbench.containers import Engine
+        from pytest_programbench.engine.containers import Engine
 
         engine = self._engines.get(url)
         if engine is None:
@@ -313,7 +313,7 @@ class Fleet:
 
     def ledger(self, engine: Engine, shared_dir: Path) -> Ledger:
         """The image budget ledger of ``engine`` (kept even without a budget: it counts pulled bytes)."""
-        from pytest_programbench.imagebudget import Ledger
+        from pytest_programbench.engine.imagebudget import Ledger
 
         if engine.host not in self._ledgers:
             self._ledgers[engine.host] = Ledger(engine, self.settings.image_budget, shared_dir)
@@ -325,7 +325,7 @@ class Fleet:
         item.stash.setdefault(ROW_KEY, {}).update(facts)
 
     def prefetch(self, policy: str, shared_dir: Path) -> Prefetch:
-        """This process's background puller (pytest_programbench.prefetch)."""
+        """This process's background puller (pytest_programbench.engine.prefetch)."""
         if self._prefetch is None:
             self._prefetch = Prefetch(
                 self.settings.image_budget, policy, shared_dir, next_holder(worker_name())
@@ -451,7 +451,7 @@ class FleetSummary:
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
-        from pytest_programbench.imagebudget import totals
+        from pytest_programbench.engine.imagebudget import totals
         from pytest_programbench.keys import SHARED_DIR_NAME
 
         factory = getattr(config, "_tmp_path_factory", None)

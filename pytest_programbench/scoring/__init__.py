@@ -1,0 +1,1 @@
+"""The score and the evidence beside it: the official evaluator, the verdict, the audit, gold, resume."""

@@ -1,0 +1,1 @@
+"""Which instances a session runs: the options resolved once, the tasks read and filtered, the items."""
