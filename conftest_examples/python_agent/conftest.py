@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_programbench.agents.sandbox import Sandbox
-from pytest_programbench.model import Instance
+from pytest_programbench import Instance, Sandbox
 from pytest_programbench.selftest import reference_source
 
 COMPILE_SH = "#!/bin/sh\nset -e\ngcc -O2 -o executable rpncalc.c\n"
