@@ -146,7 +146,7 @@ def alternate(
     warmup: int,
     check: Callable[[Path, Path], None],
 ) -> dict[str, Any]:
-    """_timing.compare with a fresh output dir per run, a score check and the xdist floor after each pair."""
+    """_support.compare with a fresh output dir per run, a score check and the xdist floor after each pair."""
     times_a: list[float] = []
     times_b: list[float] = []
     floors: list[float] = []

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _timing import summarize  # the script's own folder is on sys.path
+from _support import summarize  # the script's own folder is on sys.path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import synthruns  # tests/synthruns.py: the generated runs the tests use too

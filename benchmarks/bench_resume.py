@@ -13,7 +13,7 @@ instance scored as the self-test task says. Then, after a warmup pair, runs alte
   images or our run id, must be none) and no ``*.eval.json`` or marker in the run directory may change;
 - side B: the same command with ``--collect-only``: the floor of a session over these N items.
 
-The report gives medians and the ratio of A to B (``_timing.summarize``) and the per-instance cost
+The report gives medians and the ratio of A to B (``_support.summarize``) and the per-instance cost
 of reuse, (A - B) / N. With ``--profile`` (or when the ratio misses the target) one more resumed
 session runs under cProfile and the heaviest functions are printed to stderr.
 
