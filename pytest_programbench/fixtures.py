@@ -16,15 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_programbench.engine.containers import (
-    LABEL_INSTANCE,
-    LABEL_OWNER,
-    LABEL_ROLE,
-    LABEL_RUN,
-    LABEL_WORKER,
-    Engine,
-    session_owner,
-)
+from pytest_programbench.engine.containers import Engine, item_labels
 from pytest_programbench.keys import RUN_DIR_KEY, RUN_ID_KEY, SETTINGS_KEY, SHARED_DIR_NAME
 from pytest_programbench.model import AgentRun, Instance, Outcome, Submission
 from pytest_programbench.scoring.submissions import ARCHIVE_NAME, submission_path
@@ -425,6 +417,7 @@ def pb_outcome(
     ``--pb-gold`` it scores the task image's own reference instead (gold.py).
     """
     from pytest_programbench import files
+    from pytest_programbench.engine.fleet import worker_name
     from pytest_programbench.engine.images import check_pinned
     from pytest_programbench.scoring import resume, verdict
     from pytest_programbench.scoring.evaluator import (
@@ -480,13 +473,9 @@ def pb_outcome(
             image=image_id,
             audit=Audit(engine, pb_task.get("eval_clean_hashes", [])),
             engine=engine,
-            labels={
-                LABEL_RUN: request.config.stash[RUN_ID_KEY],
-                LABEL_WORKER: os.environ.get("PYTEST_XDIST_WORKER", "main"),
-                LABEL_INSTANCE: pb_instance.instance_id,
-                LABEL_ROLE: "scoring",
-                LABEL_OWNER: session_owner(),
-            },
+            labels=item_labels(
+                request.config.stash[RUN_ID_KEY], worker_name(), pb_instance.instance_id, "scoring"
+            ),
             memory=pb_settings.scoring_memory,
             branches=branches,
             merge_into=merge_into,

@@ -245,7 +245,6 @@ def test_an_interrupted_run_resumes_without_redoing_finished_work(
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for(out / "progress.log", agent_started(ids["slow"]), proc=proc)
         wait_for(pytester.path / "slow.pid", proc=proc)
         proc.send_signal(signal.SIGINT)
         output = proc.communicate(timeout=120)[0].decode()

@@ -1122,6 +1122,17 @@ def session_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def item_labels(run_id: str, worker: str, instance_id: str, role: str) -> dict[str, str]:
+    """The labels of a container an item's step starts, this session its owner (what a sweep finds)."""
+    return {
+        LABEL_RUN: run_id,
+        LABEL_WORKER: worker,
+        LABEL_INSTANCE: instance_id,
+        LABEL_ROLE: role,
+        LABEL_OWNER: session_owner(),
+    }
+
+
 def _why_alive(owner: str) -> str:
     """Why a thing labelled with ``owner`` may still be in use ('' when its session is provably gone)."""
     host, _, pid = owner.rpartition(":")

@@ -247,16 +247,8 @@ def score_reference(
 def gold_outcome(request: pytest.FixtureRequest, instance: Instance, instance_dir: Path) -> Outcome:
     """``pb_outcome`` of a gold run: the reference's verdict, reused when a previous gold session of
     this run directory left a complete one for the same image."""
-    import os
-
-    from pytest_programbench.engine.containers import (
-        LABEL_INSTANCE,
-        LABEL_OWNER,
-        LABEL_ROLE,
-        LABEL_RUN,
-        LABEL_WORKER,
-        session_owner,
-    )
+    from pytest_programbench.engine.containers import item_labels
+    from pytest_programbench.engine.fleet import worker_name
     from pytest_programbench.engine.images import check_pinned
     from pytest_programbench.keys import RUN_ID_KEY
     from pytest_programbench.scoring import resume
@@ -291,13 +283,7 @@ def gold_outcome(request: pytest.FixtureRequest, instance: Instance, instance_di
         task=task,
         image=image_id,
         engine=engine,
-        labels={
-            LABEL_RUN: request.config.stash[RUN_ID_KEY],
-            LABEL_WORKER: os.environ.get("PYTEST_XDIST_WORKER", "main"),
-            LABEL_INSTANCE: instance.instance_id,
-            LABEL_ROLE: "gold",
-            LABEL_OWNER: session_owner(),
-        },
+        labels=item_labels(request.config.stash[RUN_ID_KEY], worker_name(), instance.instance_id, "gold"),
         memory=settings.scoring_memory,
         branch_workers=settings.branch_workers,
         branch_retries=settings.branch_retries,
