@@ -8,7 +8,6 @@ pytest *error* (harness trouble), never a silent zero.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -121,11 +120,10 @@ def pb_task(pb_instance: Instance) -> dict[str, Any]:
 @pytest.fixture
 def pb_progress(pb_instance: Instance, pb_run_dir: Path, pytestconfig: pytest.Config) -> ItemProgress:
     """Phase reporter of this item: ``<run>/progress.log`` (``tail -f`` it) and stderr."""
+    from pytest_programbench.engine.fleet import worker_name
     from pytest_programbench.reporting.progress import ItemProgress
 
-    return ItemProgress(
-        pytestconfig, pb_instance.param_id, pb_run_dir, os.environ.get("PYTEST_XDIST_WORKER", "main")
-    )
+    return ItemProgress(pytestconfig, pb_instance.param_id, pb_run_dir, worker_name())
 
 
 @pytest.fixture
@@ -189,6 +187,7 @@ def pb_sandbox(
 ) -> Iterator[Sandbox]:
     """The agent's container for this item: removed when the item ends unless ``--pb-keep``."""
     from pytest_programbench.agents.sandbox import Limits, open_sandbox
+    from pytest_programbench.engine.fleet import worker_name
 
     limits = Limits(
         cpus=pb_cpus,
@@ -201,7 +200,7 @@ def pb_sandbox(
         pb_engine,
         pb_image_id,
         run_id=pytestconfig.stash[RUN_ID_KEY],
-        worker=os.environ.get("PYTEST_XDIST_WORKER", "main"),
+        worker=worker_name(),
         instance_id=pb_instance.instance_id,
         limits=limits,
         keep=pb_settings.keep,

@@ -3,15 +3,18 @@
 This module is the table of contents. A session runs the pipeline in this order,
 each step in the module named for it:
 
-1. settings  -- ``--pb-*`` options and ini twins, resolved once (settings.py)
-2. select    -- read task definitions, apply the selection (tasks.py)
-3. collect   -- one parametrized item per instance (items.py)
-4. provision -- the task image on the engine (images.py, containers.py)
-5. submit    -- the submission: an agent (agents.py, mini_agent.py) works in a sandboxed
-                task container (sandbox.py) and its /workspace is packed, or an archive
-                is replayed from a run (submissions.py)
-6. score     -- hidden tests (hidden_tests.py) and the official evaluator (scoring.py)
-7. report    -- verdicts on test reports (results.py), header and JSON (reporting.py)
+1. settings  -- ``--pb-*`` options and ini twins, resolved once (selection/settings.py)
+2. select    -- read task definitions, apply the selection (selection/tasks.py)
+3. collect   -- one parametrized item per instance (selection/items.py)
+4. provision -- the task image on the engine (engine/images.py, engine/containers.py)
+5. submit    -- the submission: an agent (agents/agent.py, agents/mini_agent.py) works in a
+                sandboxed task container (agents/sandbox.py) and its /workspace is packed
+                (agents/packing.py), or an archive is replayed from a run (scoring/submissions.py)
+6. score     -- hidden tests (scoring/hidden_tests.py), the official evaluator
+                (scoring/evaluator.py), the audit beside it (scoring/integrity.py) and the
+                verdict (scoring/verdict.py)
+7. report    -- verdicts on test reports (reporting/results.py), the terminal section and
+                JSON (reporting/summary.py), the controller's files (reporting/outputs.py)
 
 The item's fixtures (fixtures.py) chain steps 4-6; each is overridable in conftest.py.
 Our hook specs (newhooks.py) let conftest.py pick the agent per instance.

@@ -36,6 +36,7 @@ from pytest_programbench.engine.containers import (
     Engine,
     ExecResult,
     RawResult,
+    stream_errors,
 )
 from pytest_programbench.errors import (
     DiskLimitExceeded,
@@ -366,8 +367,7 @@ class Sandbox:
         Over ``max_bytes`` packed or ``timeout`` seconds, the container is kept under a
         name the session's sweep spares, and the error says where the workspace is.
         """
-        from docker.errors import DockerException
-
+        broken: tuple[type[Exception], ...] = (*stream_errors(), OSError, EOFError)
         try:
             with self._engine.archive_stream(self._container, WORKSPACE) as chunks:
                 return pack_stream(
@@ -380,7 +380,7 @@ class Sandbox:
                     f"the packed /workspace of {self.instance_id}", max_bytes, where
                 ) from None
             raise PackTimedOut(self.instance_id, timeout, where) from None
-        except (DockerException, OSError, EOFError) as exc:
+        except broken as exc:
             if isinstance(exc, OSError) and _written_on_host(exc, dest):
                 where = self._keep_for_inspection()  # the run directory failed, not the workspace
                 raise RunDirUnwritable(

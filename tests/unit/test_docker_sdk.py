@@ -1,4 +1,4 @@
-"""containers.docker_sdk: docker-py without paramiko for local engines, with it for ssh:// ones."""
+"""engine.client.docker_sdk: docker-py without paramiko for local engines, with it for ssh:// ones."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 # A fresh interpreter: whether paramiko gets imported depends on what was imported before.
 PROBE = """
 import json, sys
-from pytest_programbench.engine.containers import docker_sdk
+from pytest_programbench.engine.client import docker_sdk
 seen = {}
 sdk = docker_sdk("unix:///var/run/docker.sock")
 seen["paramiko_after_local"] = "paramiko" in sys.modules
@@ -43,7 +43,7 @@ def test_closing_an_ssh_stream_whose_far_end_is_gone_neither_raises_nor_leaves_t
     # exec is over: its close() writes to the dead pipe.
     from docker.transport.sshconn import SSHSocket
 
-    from pytest_programbench.engine.containers import _close_stream
+    from pytest_programbench.engine.execs import _close_stream
 
     fake = tmp_path / "ssh"
     fake.write_text("#!/bin/sh\nexit 0\n")

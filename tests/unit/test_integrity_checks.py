@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_programbench import selftest
-from pytest_programbench.engine.containers import _upper_files, cgroup_procs_files, writable_tmpfs
+from pytest_programbench.engine.observe import _upper_files, cgroup_procs_files, writable_tmpfs
 from pytest_programbench.scoring import integrity
 from pytest_programbench.scoring.integrity import Finding, Member, Toolchain
 from pytest_programbench.scoring.likeness import Reference

@@ -36,7 +36,7 @@ def test_programbench_internals_scoring_py_calls() -> None:
         assert callable(getattr(Evaluator, name)), name
 
 
-def test_docker_api_internals_containers_py_calls() -> None:
+def test_docker_api_internals_the_engine_calls() -> None:
     from docker import APIClient
 
     for name in ("_get", "_url", "_raise_for_status"):
@@ -49,7 +49,7 @@ def test_mini_swe_agent_internal_mini_agent_py_calls() -> None:
 
 
 def test_docker_api_client_looks_up_its_ssh_adapter_by_name_containers_py_supplies_it() -> None:
-    # containers.docker_sdk imports docker without paramiko and sets docker.api.client's
+    # engine.client.docker_sdk imports docker without paramiko and sets docker.api.client's
     # SSHHTTPAdapter global only when an ssh:// engine is used.
     import inspect
 

@@ -1,11 +1,11 @@
-"""containers._upper_files: what a container wrote under some roots, read from its overlay upper dir."""
+"""engine.observe._upper_files: what a container wrote under some roots, read from its overlay upper dir."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from pytest_programbench.engine.containers import _upper_files
+from pytest_programbench.engine.observe import _upper_files
 
 
 def test_regular_files_under_the_roots_only_links_and_other_dirs_left_out(tmp_path: Path) -> None:
