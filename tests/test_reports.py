@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from junitparser import JUnitXml, Properties, Property
 from support import CreationWatch, clone_selftest, wait_for
 
 from pytest_programbench import selftest
-from pytest_programbench.engine.containers import LABEL_RUN, Engine
+from pytest_programbench.engine.containers import LABEL_INSTANCE, LABEL_ROLE, LABEL_RUN, Engine
 
 CPUS = "1"
 NAMES = ["good", "half", "broken", "crash"]
@@ -61,6 +62,19 @@ def clones(engine: Engine, selftest_image: str, tmp_path_factory: pytest.TempPat
     root = tmp_path_factory.mktemp("reports")
     tasks, blobs, ids = clone_selftest(engine, root, [*NAMES, "slow"])
     return {"tasks": tasks, "blobs": blobs, "ids": dict(zip([*NAMES, "slow"], ids, strict=True))}
+
+
+def wait_until_running(engine: Engine, instance_id: str, command: str, proc: subprocess.Popen[bytes]) -> None:
+    """Until the agent container of ``instance_id`` runs ``command`` (what ``docker top`` lists)."""
+    for _ in range(1800):
+        if proc.poll() is not None:
+            said = proc.stdout.read().decode() if proc.stdout else ""
+            raise AssertionError(f"the session ended before {instance_id} ran {command!r}: {said}")
+        boxes = engine.labelled({LABEL_INSTANCE: instance_id, LABEL_ROLE: "agent"})
+        if any(command in line for box in boxes for line in engine.processes(box.id)):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the agent container of {instance_id} never ran {command!r}")
 
 
 def instance_filter(*names: str) -> str:
@@ -237,7 +251,8 @@ def test_an_interrupted_run_resumes_without_redoing_finished_work(
     pytester.makeconftest(CONFTEST)
     # Ctrl-C while the last instance's agent (slow) works; broken, good and half are finished by then.
     # Its agent sleeps for 600 s under a 600 s limit here, so it is still at work however late the
-    # signal comes: the signal waits for the agent's own word that it started (slow.pid), no clock.
+    # signal comes. The signal waits for the agent's own word that it started (slow.pid) and for its
+    # container to run the `sleep 600` (the engine's process list), no clock.
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", *options(out, agent_timeout=600)],
         cwd=pytester.path,
@@ -246,8 +261,15 @@ def test_an_interrupted_run_resumes_without_redoing_finished_work(
     )
     try:
         wait_for(pytester.path / "slow.pid", proc=proc)
+        wait_until_running(engine, ids["slow"], "sleep 600", proc)
         proc.send_signal(signal.SIGINT)
-        output = proc.communicate(timeout=120)[0].decode()
+        try:
+            output = proc.communicate(timeout=120)[0].decode()
+        except subprocess.TimeoutExpired:
+            # Still running: SIGABRT makes pytest's faulthandler print every thread's stack.
+            proc.send_signal(signal.SIGABRT)
+            said = proc.communicate(timeout=30)[0].decode()
+            raise AssertionError(f"the session did not stop after Ctrl-C:\n{said[-6000:]}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
