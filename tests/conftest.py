@@ -25,6 +25,27 @@ from pytest_programbench.engine.containers import LABEL_RUN, Engine
 assert programbench.eval.eval_batch and programbench.utils.blob_store
 
 
+#: Options of every pytest session a test starts (pytester's, a subprocess's, their xdist workers').
+#: anyio's pytest plugin comes with httpx (huggingface_hub's dependency) and imports trio, which
+#: selenium (the dev extra) installs: about 0.5 s of CPU in each interpreter, and a session with
+#: -n 2 is three of them. The suite starts hundreds of sessions and none of them uses anyio.
+CHILD_ADDOPTS = "-p no:anyio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _child_sessions_options() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTEST_ADDOPTS", CHILD_ADDOPTS)
+        yield
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytester, whose sessions get CHILD_ADDOPTS too (pytester clears PYTEST_ADDOPTS when it starts)."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", CHILD_ADDOPTS)
+    return pytester
+
+
 @pytest.fixture(scope="session")
 def engine() -> Iterator[Engine]:
     """The real engine. Its absence is an error, not a skip: CI always has one."""
