@@ -331,11 +331,17 @@ def kill_marked(marker: str, rounds: int = 5) -> int:
     own user's processes are readable, which is all an agent can start.
     """
     needle = f"{AGENT_MARKER}={marker}".encode()
+    ours = _cgroup("self")
     killed = 0
     for _ in range(rounds):  # a process forking as we scan needs another look
         found = 0
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            # What the agent started is in this process's cgroup (moving out takes a privilege it
+            # is not given); a container's processes are not, and the kernel makes a reader of
+            # the environ of one thrashing at its memory limit wait as long as the thrash lasts.
+            if ours is not None and _cgroup(entry.name) != ours:
                 continue
             try:
                 with open(f"/proc/{entry.name}/environ", "rb") as f:
@@ -350,6 +356,15 @@ def kill_marked(marker: str, rounds: int = 5) -> int:
         if not found:
             break
     return killed
+
+
+def _cgroup(pid: str) -> bytes | None:
+    """``/proc/<pid>/cgroup`` (read without the lock a process's memory map holds), None if gone."""
+    try:
+        with open(f"/proc/{pid}/cgroup", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def _take_returned(sandbox: Sandbox, value: Any) -> None:
