@@ -64,6 +64,12 @@ def clones(engine: Engine, selftest_image: str, tmp_path_factory: pytest.TempPat
     return {"tasks": tasks, "blobs": blobs, "ids": dict(zip([*NAMES, "slow"], ids, strict=True))}
 
 
+def stack_heads(output: str, lines: int = 15) -> str:
+    """The first ``lines`` frames of each thread in a faulthandler dump (most recent call first)."""
+    dump = output[output.find("Fatal Python error") :] if "Fatal Python error" in output else output[-6000:]
+    return "\n\n".join("\n".join(block.splitlines()[: lines + 1]) for block in dump.split("\n\n"))
+
+
 def wait_until_running(engine: Engine, instance_id: str, command: str, proc: subprocess.Popen[bytes]) -> None:
     """Until the agent container of ``instance_id`` runs ``command`` (what ``docker top`` lists)."""
     for _ in range(1800):
@@ -269,7 +275,7 @@ def test_an_interrupted_run_resumes_without_redoing_finished_work(
             # Still running: SIGABRT makes pytest's faulthandler print every thread's stack.
             proc.send_signal(signal.SIGABRT)
             said = proc.communicate(timeout=30)[0].decode()
-            raise AssertionError(f"the session did not stop after Ctrl-C:\n{said[-6000:]}") from None
+            raise AssertionError(f"the session did not stop after Ctrl-C:\n{stack_heads(said)}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
