@@ -16,8 +16,6 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger("pytest_programbench")
-
-
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
 _E = TypeVar("_E", bound="EngineBase")

@@ -22,11 +22,7 @@ if TYPE_CHECKING:
 
 
 EXEC_MARKER = "PB_EXEC_MARKER"
-
-
 KILL_GRACE_SECONDS = 10.0
-
-
 #: Output of one exec kept in memory: its first and last this many bytes (a build log fits;
 #: `cat /dev/urandom` does not take the host's memory with it).
 OUTPUT_HEAD_BYTES = OUTPUT_TAIL_BYTES = 1 << 20

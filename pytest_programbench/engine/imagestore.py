@@ -22,17 +22,11 @@ from pytest_programbench.errors import ImageBuildFailed, ImageMissing, ImagePull
 
 #: Pulls tried again after a transient failure, with pauses of 2, 4, 8 ... seconds.
 PULL_RETRIES = 3
-
-
 PULL_BACKOFF_SECONDS = 2.0
-
-
 RATE_LIMIT_FIX = (
     "The registry's pull rate limit was hit; not retrying (that extends the ban). Log in "
     "(`docker login`) or use a registry mirror, then rerun with the same --pb-output"
 )
-
-
 _TRANSIENT = (
     "connection reset",
     "connection refused",

@@ -10,23 +10,11 @@ import socket
 from collections.abc import Mapping
 
 LABEL_PREFIX = "io.pytest-programbench"
-
-
 LABEL_RUN = f"{LABEL_PREFIX}.run"
-
-
 LABEL_WORKER = f"{LABEL_PREFIX}.worker"
-
-
 LABEL_INSTANCE = f"{LABEL_PREFIX}.instance"
-
-
 LABEL_ROLE = f"{LABEL_PREFIX}.role"
-
-
 LABEL_OWNER = f"{LABEL_PREFIX}.owner"  # <hostname>:<pid> of the session that started it
-
-
 # Names the name of a container kept on purpose (its workspace is the only copy): sweeps spare it.
 KEPT_PREFIX = "pb-kept-"
 

@@ -128,8 +128,6 @@ def _overlay_changes(upper: str, lowers: list[str]) -> list[tuple[str, str]]:
     added (no lower layer has it) or changed. Directories are left out: the ones here are
     parents of changes, or empty directories, which change nothing a program reads.
     """
-    import stat
-
     found = []
     for root, dirs, names in os.walk(upper):
         for name in names + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
@@ -187,8 +185,6 @@ def cgroup_procs_files(lines: list[str]) -> list[str]:
 
 def _upper_files(upper: str, roots: tuple[str, ...]) -> list[tuple[str, str]]:
     """Regular files under each root of an overlay upper directory (whiteouts are devices, left out)."""
-    import stat
-
     found = []
     for root in roots:
         for folder, _, names in os.walk(upper + root):  # symlinks to directories are not followed
