@@ -332,11 +332,12 @@ def kill_marked(marker: str, rounds: int = 5) -> int:
     """
     needle = f"{AGENT_MARKER}={marker}".encode()
     ours = _cgroup("self")
-    killed = 0
+    killed: set[int] = set()
     for _ in range(rounds):  # a process forking as we scan needs another look
         found = 0
         for entry in os.scandir("/proc"):
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            # Killed in an earlier round and not reaped yet: still listed, nothing new to look for.
+            if not entry.name.isdigit() or int(entry.name) in killed or int(entry.name) == os.getpid():
                 continue
             # What the agent started is in this process's cgroup (moving out takes a privilege it
             # is not given); a container's processes are not, and the kernel makes a reader of
@@ -351,11 +352,11 @@ def kill_marked(marker: str, rounds: int = 5) -> int:
             if needle in environ.split(b"\0"):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(int(entry.name), signal.SIGKILL)
+                    killed.add(int(entry.name))
                     found += 1
-        killed += found
         if not found:
             break
-    return killed
+    return len(killed)
 
 
 def _cgroup(pid: str) -> bytes | None:
