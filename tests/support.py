@@ -15,9 +15,12 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from pytest_programbench import selftest
@@ -72,6 +75,33 @@ def clone_selftest(engine: Engine, root: Path, names: list[str]) -> tuple[Path, 
     for iid in ids:
         created_tag(f"{image_name_from_instance_id(iid)}:{selftest.IMAGE_TAG}")
     return tasks, blobs, ids
+
+
+def programbench_eval(
+    tasks: Path, blobs: Path, runs: Path, out: Path, iids: Iterable[str], *, cpus: int, workers: int = 2
+) -> dict[str, Any]:
+    """What ``programbench eval --force -w <workers>`` gives each instance, through its own batch
+    function (``eval_batch._evaluate_instance``, on a thread pool as the command runs it), its blob
+    store pointed at ``blobs``: the summaries by instance id."""
+    from programbench.eval import eval_batch
+    from programbench.utils import blob_store
+    from programbench.utils.load_data import _load_single_instance
+
+    def one(iid: str) -> Any:
+        return eval_batch._evaluate_instance(
+            instance_id=iid,
+            instance=_load_single_instance(tasks / iid, include_tests=True),
+            source_dir=runs,
+            target_dir=out,
+            force=True,
+            docker_cpus=cpus,
+        )
+
+    ids = list(iids)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(blob_store, "BLOB_LOCAL_DIR", str(blobs))  # read at call time
+        with ThreadPoolExecutor(workers) as pool:
+            return dict(zip(ids, pool.map(one, ids), strict=True))
 
 
 class CreationWatch:

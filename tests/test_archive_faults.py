@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import clone_selftest, session_command
+from support import clone_selftest, programbench_eval, session_command
 from unit.archives import ACCEPTED, BUILD, FAULTS, LEFT_TO_TAR, undecodable_build_output
 
 from pytest_programbench.engine.containers import LABEL_RUN, Engine
@@ -99,25 +99,12 @@ def spread(engine: Engine, selftest_image: str, tmp_path_factory: pytest.TempPat
 @pytest.fixture(scope="module")
 def official(spread: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """What `programbench eval` makes of each archive, through its own batch function."""
-    from programbench.eval import eval_batch
-    from programbench.utils import blob_store
-    from programbench.utils.load_data import _load_single_instance
-
     out = tmp_path_factory.mktemp("official")
-    summaries = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(blob_store, "BLOB_LOCAL_DIR", str(spread["blobs"]))
-        for case, iid in spread["ids"].items():
-            summary = eval_batch._evaluate_instance(
-                instance_id=iid,
-                instance=_load_single_instance(spread["tasks"] / iid, include_tests=True),
-                source_dir=spread["runs"],
-                target_dir=out,
-                force=True,
-                docker_cpus=int(CPUS),
-            )
-            summaries[case] = (summary, (out / iid / f"{iid}.eval.json").exists())
-    return summaries
+    ids = spread["ids"]
+    found = programbench_eval(
+        spread["tasks"], spread["blobs"], spread["runs"], out, ids.values(), cpus=int(CPUS)
+    )
+    return {case: (found[iid], (out / iid / f"{iid}.eval.json").exists()) for case, iid in ids.items()}
 
 
 def test_broken_archives_score_as_programbench_eval_scores_them_named(

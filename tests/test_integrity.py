@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from junitparser import JUnitXml, Properties, Property
-from support import clone_selftest
+from support import clone_selftest, programbench_eval
 
 from pytest_programbench import selftest
 from pytest_programbench.engine.containers import Engine
@@ -195,24 +195,11 @@ def attacks(
 
 def official_scores(attacks: dict[str, Any], out: Path) -> dict[str, tuple[float, int, int]]:
     """What `programbench eval` gives each submission, via its own batch function."""
-    from programbench.eval import eval_batch
-    from programbench.utils import blob_store
-    from programbench.utils.load_data import _load_single_instance
-
-    found = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(blob_store, "BLOB_LOCAL_DIR", str(attacks["blobs"]))
-        for name, iid in attacks["ids"].items():
-            summary = eval_batch._evaluate_instance(
-                instance_id=iid,
-                instance=_load_single_instance(attacks["tasks"] / iid, include_tests=True),
-                source_dir=attacks["runs"],
-                target_dir=out,
-                force=True,
-                docker_cpus=int(CPUS),
-            )
-            found[name] = (summary.score, summary.n_resolved, summary.n_tests)
-    return found
+    ids = attacks["ids"]
+    found = programbench_eval(
+        attacks["tasks"], attacks["blobs"], attacks["runs"], out, ids.values(), cpus=int(CPUS)
+    )
+    return {name: (found[iid].score, found[iid].n_resolved, found[iid].n_tests) for name, iid in ids.items()}
 
 
 def replay(pytester: pytest.Pytester, attacks: dict[str, Any], out: Path, *args: str) -> pytest.RunResult:

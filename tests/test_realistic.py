@@ -14,13 +14,12 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import realistic
-from support import created_tag
+from support import created_tag, programbench_eval
 
 from pytest_programbench import selftest
 from pytest_programbench.engine.containers import Engine
@@ -125,26 +124,11 @@ def prepare(family: str, root: Path, images: dict[str, str]) -> dict[str, Any]:
 
 
 def official(prepared: dict[str, Any], iids: list[str], out: Path) -> dict[str, tuple[float, int, int]]:
-    """What `programbench eval` gives each submission, via its own batch function."""
-    from programbench.eval import eval_batch
-    from programbench.utils import blob_store
-    from programbench.utils.load_data import _load_single_instance
-
-    def one(iid: str) -> tuple[float, int, int]:
-        summary = eval_batch._evaluate_instance(
-            instance_id=iid,
-            instance=_load_single_instance(prepared["tasks"] / iid, include_tests=True),
-            source_dir=prepared["runs"],
-            target_dir=out,
-            force=True,
-            docker_cpus=int(CPUS),
-        )
-        return summary.score, summary.n_resolved, summary.n_tests
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(blob_store, "BLOB_LOCAL_DIR", str(prepared["blobs"]))
-        with ThreadPoolExecutor(2) as pool:  # as `programbench eval -w 2` would
-            return dict(zip(iids, pool.map(one, iids), strict=True))
+    """What `programbench eval -w 2` gives each submission, via its own batch function."""
+    found = programbench_eval(
+        prepared["tasks"], prepared["blobs"], prepared["runs"], out, iids, cpus=int(CPUS)
+    )
+    return {iid: (s.score, s.n_resolved, s.n_tests) for iid, s in found.items()}
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import clone_selftest
+from support import clone_selftest, programbench_eval, session_command
 
 from pytest_programbench import selftest
 from pytest_programbench.engine.containers import Engine
@@ -47,24 +49,11 @@ def spread(
 @pytest.fixture(scope="module")
 def official(spread: Spread, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """What `programbench eval` computes for each submission, via its own batch function."""
-    from programbench.eval import eval_batch
-    from programbench.utils import blob_store
-    from programbench.utils.load_data import _load_single_instance
-
     out = tmp_path_factory.mktemp("official")
-    summaries = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(blob_store, "BLOB_LOCAL_DIR", str(spread.blobs))  # read at call time
-        for kind, iid in spread.ids.items():
-            summaries[kind] = eval_batch._evaluate_instance(
-                instance_id=iid,
-                instance=_load_single_instance(spread.tasks / iid, include_tests=True),
-                source_dir=spread.runs,
-                target_dir=out,
-                force=True,
-                docker_cpus=int(CPUS),
-            )
-    return summaries
+    found = programbench_eval(
+        spread.tasks, spread.blobs, spread.runs, out, spread.ids.values(), cpus=int(CPUS)
+    )
+    return {kind: found[iid] for kind, iid in spread.ids.items()}
 
 
 def run_session(
@@ -85,10 +74,45 @@ def run_session(
     return result, rows
 
 
+@dataclass(frozen=True)
+class Parallel:
+    output: pytest.LineMatcher
+    ret: int
+    rows: dict[str, Any]
+    out: Path
+
+
+@pytest.fixture(scope="module")
+def parallel(spread: Spread, tmp_path_factory: pytest.TempPathFactory) -> Parallel:
+    """The ``-n 2`` session over every kind, once for the module's tests on a worker: the parity
+    test reads it, the single-process test compares a serial session with it."""
+    root = tmp_path_factory.mktemp("parallel")
+    out, report = root / "out", root / "report.json"
+    done = subprocess.run(
+        session_command(
+            f"--pb-tasks-dir={spread.tasks}",
+            f"--pb-submissions={spread.runs}",
+            f"--pb-blob-dir={spread.blobs}",
+            f"--pb-output={out}",
+            f"--pb-report={report}",
+            f"--pb-cpus={CPUS}",
+            "--pb-pull=never",
+            "-n",
+            "2",
+        ),
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    rows = {row["instance_id"]: row for row in json.loads(report.read_text())["instances"]}
+    return Parallel(pytest.LineMatcher((done.stdout + done.stderr).splitlines()), done.returncode, rows, out)
+
+
 def test_every_submission_kind_scores_like_programbench_eval(
-    pytester: pytest.Pytester, spread: Spread, official: dict[str, Any]
+    parallel: Parallel, spread: Spread, official: dict[str, Any]
 ) -> None:
-    result, rows = run_session(pytester, spread, "-n", "2")
+    result, rows = parallel.output, parallel.rows
     for kind, iid in spread.ids.items():
         ours, theirs = rows[iid], official[kind]
         if kind == "not_gzip":
@@ -118,35 +142,40 @@ def test_every_submission_kind_scores_like_programbench_eval(
     }
     zeros = {"compile_failure", "no_compile_sh", "smuggled_executable", "reference_copy", "empty", "not_gzip"}
     assert {k for k in KINDS if rows[spread.ids[k]]["outcome"] == "zero"} == zeros
-    result.stdout.fnmatch_lines(["*1 resolved, 1 partial, 6 zero*"])
-    result.stdout.fnmatch_lines(
+    result.fnmatch_lines(["*1 resolved, 1 partial, 6 zero*"])
+    result.fnmatch_lines(
         [
             "*= ProgramBench =*",
             f"{spread.ids['partial']}*0.83*15/18*partial*score 0.83 (15/18 hidden tests) < 1.00*",
         ]
     )
-    result.stdout.fnmatch_lines(
-        [f"*{spread.ids['not_gzip']}*invalid_submission (submission *the file is not gzip data*"]
-    )
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    not_gzip = spread.ids["not_gzip"]
+    result.fnmatch_lines([f"*{not_gzip}*invalid_submission (submission *the file is not gzip data*"])
+    assert parallel.ret == pytest.ExitCode.TESTS_FAILED
     for iid in spread.ids.values():
         if iid != spread.ids["not_gzip"]:
-            assert (pytester.path / "out" / iid / f"{iid}.eval.json").is_file()
-            assert (pytester.path / "out" / iid / "submission.tar.gz").is_file()
+            assert (parallel.out / iid / f"{iid}.eval.json").is_file()
+            assert (parallel.out / iid / "submission.tar.gz").is_file()
 
 
 @pytest.mark.pytest_surface
-def test_single_process_gives_the_same_results(pytester: pytest.Pytester, spread: Spread) -> None:
-    _, parallel = run_session(pytester, spread, "-n", "2")
-    # Same run directory: --pb-force, or the second session would reuse the first one's verdicts.
+def test_single_process_gives_the_same_results(
+    pytester: pytest.Pytester, spread: Spread, parallel: Parallel
+) -> None:
+    # A copy of the -n 2 session's run directory: --pb-force, or the serial session would reuse
+    # its verdicts.
+    shutil.copytree(parallel.out, pytester.path / "out")
     _, serial = run_session(pytester, spread, "-p", "no:xdist", "--pb-force")
     assert not any(r.get("reused") for r in serial.values())
     # not_gzip has no eval.json to rescore (invalid_submission: a 0 without one, as programbench eval)
     assert {r["rescored"] for r in serial.values() if r["error_code"] != "invalid_submission"} == {"full"}
     strip = ("eval_seconds", "rescored", "rescore_reason")
-    assert {k: {f: v for f, v in r.items() if f not in strip} for k, r in parallel.items()} == {
-        k: {f: v for f, v in r.items() if f not in strip} for k, r in serial.items()
-    }
+
+    def kept(rows: dict[str, Any], run_dir: Path) -> Any:  # paths in the run directory, relative to it
+        text = json.dumps({k: {f: v for f, v in r.items() if f not in strip} for k, r in rows.items()})
+        return json.loads(text.replace(str(run_dir), "<run directory>"))
+
+    assert kept(parallel.rows, parallel.out) == kept(serial, pytester.path / "out")
 
 
 def test_threshold_lets_a_partial_submission_pass(pytester: pytest.Pytester, spread: Spread) -> None:
