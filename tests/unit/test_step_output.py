@@ -1,9 +1,10 @@
 """scoring.bounded_execute against programbench's own ContainerEnvironment.execute, side by side.
 
 Both run a command through a stand-in for the docker CLI (a script that runs
-``bash -lc <command>`` here, and does nothing for anything else: in particular not the
-``kill -KILL -1`` sweep that follows a timeout). Below the bound they must return the same
-dict and raise the same errors; above it, ours keeps the head and the tail.
+``bash -lc <command>`` here, without this host's login profile, and does nothing for
+anything else: in particular not the ``kill -KILL -1`` sweep that follows a timeout).
+Below the bound they must return the same dict and raise the same errors; above it, ours
+keeps the head and the tail.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ FAKE_DOCKER = """#!/bin/sh
 if [ "$1" = exec ] && [ "$2" = -w ]; then
     cd "$3" || exit 125
     shift 4
+    # bash -lc <command> without this host's login profile: a container's login shell reads the
+    # image's, and the host's (pyenv's rehash, here) adds its own output under load.
+    [ "$1" = bash ] && [ "$2" = -lc ] && exec bash --noprofile --norc -c "$3"
     exec "$@"
 fi
 exit 0
