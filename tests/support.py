@@ -78,11 +78,20 @@ def clone_selftest(engine: Engine, root: Path, names: list[str]) -> tuple[Path, 
 
 
 def programbench_eval(
-    tasks: Path, blobs: Path, runs: Path, out: Path, iids: Iterable[str], *, cpus: int, workers: int = 2
+    tasks: Path,
+    blobs: Path,
+    runs: Path,
+    out: Path,
+    iids: Iterable[str],
+    *,
+    cpus: int,
+    force: bool = True,
+    workers: int = 2,
 ) -> dict[str, Any]:
-    """What ``programbench eval --force -w <workers>`` gives each instance, through its own batch
+    """What ``programbench eval [--force] -w <workers>`` gives each instance, through its own batch
     function (``eval_batch._evaluate_instance``, on a thread pool as the command runs it), its blob
-    store pointed at ``blobs``: the summaries by instance id."""
+    store pointed at ``blobs``: the summaries by instance id. Without ``force`` it resumes what
+    ``out`` holds, as the command does."""
     from programbench.eval import eval_batch
     from programbench.utils import blob_store
     from programbench.utils.load_data import _load_single_instance
@@ -93,7 +102,7 @@ def programbench_eval(
             instance=_load_single_instance(tasks / iid, include_tests=True),
             source_dir=runs,
             target_dir=out,
-            force=True,
+            force=force,
             docker_cpus=cpus,
         )
 

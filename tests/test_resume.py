@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import CreationWatch, clone_selftest
+from support import CreationWatch, clone_selftest, programbench_eval
 
 from pytest_programbench.engine.containers import Engine
 
@@ -116,24 +116,6 @@ def essence(path: Path) -> dict[str, Any]:
     }
 
 
-def resume_like_programbench_eval(run_dir: Path, tasks: Path, blobs: Path, iid: str) -> Any:
-    """What `programbench eval <run_dir>` (no --force) does for one instance, via its own function."""
-    from programbench.eval import eval_batch
-    from programbench.utils import blob_store
-    from programbench.utils.load_data import _load_single_instance
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(blob_store, "BLOB_LOCAL_DIR", str(blobs))  # read at call time
-        return eval_batch._evaluate_instance(
-            instance_id=iid,
-            instance=_load_single_instance(tasks / iid, include_tests=True),
-            source_dir=run_dir,
-            target_dir=run_dir,
-            force=False,
-            docker_cpus=1,
-        )
-
-
 def test_resume_rescores_exactly_what_programbench_eval_would(
     pytester: pytest.Pytester, engine: Engine, base_image: str, selftest_image: str, tmp_path: Path
 ) -> None:
@@ -202,8 +184,10 @@ def test_resume_rescores_exactly_what_programbench_eval_would(
         "edited": {"task": 1, "branches": 2},
     }
 
+    # What `programbench eval <run_dir>` (no --force) does with the copy, via its own function.
+    official = programbench_eval(tasks, blobs, theirs, theirs, ids.values(), cpus=1, force=False)
     for state, iid in ids.items():
-        summary = resume_like_programbench_eval(theirs, tasks, blobs, iid)
+        summary = official[iid]
         row = rows[iid]
         assert (row["score"], row["n_resolved"], row["n_tests"], row["error_code"], row["branch_errors"]) == (
             summary.score,
