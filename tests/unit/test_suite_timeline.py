@@ -41,8 +41,13 @@ def test_the_plugin_writes_a_line_per_test(
 ) -> None:
     target = pytester.path / "timeline.jsonl"
     monkeypatch.setenv("PB_TIMELINE", str(target))
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # this test's own worker, under -n 2
     pytester.makepyfile("def test_one(): pass\ndef test_two(): assert False\n")
-    pytester.runpytest("-p", "suite_timeline", "-p", "no:programbench").assert_outcomes(passed=1, failed=1)
+    # -W: the module is already imported (by the fixture), so pytest cannot rewrite it, and says so.
+    result = pytester.runpytest(
+        "-p", "suite_timeline", "-p", "no:programbench", "-W", "ignore::pytest.PytestAssertRewriteWarning"
+    )
+    result.assert_outcomes(passed=1, failed=1)
     rows = [json.loads(line) for line in target.read_text().splitlines()]
     assert [(w, n.split("::")[1]) for w, n, _, _ in rows] == [("main", "test_one"), ("main", "test_two")]
     assert all(end >= start for _, _, start, end in rows)
