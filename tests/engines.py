@@ -6,6 +6,7 @@ own (never ``--bridge none``, which deletes docker0 from under the first engine)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -246,6 +247,7 @@ class PodmanEngine:
             )
 
     def start(self, timeout: float = 120) -> None:
+        self._stop_others()
         self._own(self.runtime, self.storage, self.config, self.runtime / "pb-test-containers")
         (self.config / "storage.conf").write_text(
             f'[storage]\ndriver = "overlay"\ngraphroot = "{self.storage}"\n'
@@ -298,11 +300,40 @@ class PodmanEngine:
             self._service.terminate()
             self._service.wait(timeout=60)
         self._service = None
+        self._stop_others()
+
+    def _stop_others(self) -> None:
+        """End every other service on this socket: one a killed run left behind keeps answering
+        there (a rootless one outlived its session, seen here for hours), and a new one would
+        then run the tests on the old one's configuration."""
+        command = f"podman\0system\0service\0--time=0\0{self.host}\0".encode()
+        pids = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and (entry / "cmdline").read_bytes() == command:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and any(map(_alive, pids)):
+                time.sleep(0.2)
 
     def wipe(self) -> None:
         """Remove every container and image of this service (its store is its own: all of them are ours)."""
         for args in (["rm", "--all", "--force"], ["rmi", "--all", "--force"]):
             subprocess.run(["podman", "--url", self.host, *args], capture_output=True, timeout=300)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting for its parent does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _hard_limit(limits: str, name: str) -> str:
