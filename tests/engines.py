@@ -13,6 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from support import running
+
 SOCKET = "/run/pb-test-engine-b.sock"
 HOST = f"unix://{SOCKET}"
 BRIDGE = "pbtestbr1"
@@ -319,21 +321,13 @@ class PodmanEngine:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and any(map(_alive, pids)):
+            while time.monotonic() < deadline and any(map(running, pids)):
                 time.sleep(0.2)
 
     def wipe(self) -> None:
         """Remove every container and image of this service (its store is its own: all of them are ours)."""
         for args in (["rm", "--all", "--force"], ["rmi", "--all", "--force"]):
             subprocess.run(["podman", "--url", self.host, *args], capture_output=True, timeout=300)
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` still runs (a zombie waiting for its parent does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _hard_limit(limits: str, name: str) -> str:
