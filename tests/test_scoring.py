@@ -56,22 +56,28 @@ def official(spread: Spread, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     return {kind: found[iid] for kind, iid in spread.ids.items()}
 
 
-def run_session(
-    pytester: pytest.Pytester, spread: Spread, *args: str
-) -> tuple[pytest.RunResult, dict[str, Any]]:
-    report = pytester.path / "report.json"
-    result = pytester.runpytest_subprocess(
+def options(spread: Spread, root: Path) -> list[str]:
+    """A replay of the spread's submissions, its run in ``root/out`` and its report ``root/report.json``."""
+    return [
         f"--pb-tasks-dir={spread.tasks}",
         f"--pb-submissions={spread.runs}",
         f"--pb-blob-dir={spread.blobs}",
-        f"--pb-output={pytester.path / 'out'}",
-        f"--pb-report={report}",
+        f"--pb-output={root / 'out'}",
+        f"--pb-report={root / 'report.json'}",
         f"--pb-cpus={CPUS}",
         "--pb-pull=never",
-        *args,
-    )
-    rows = {row["instance_id"]: row for row in json.loads(report.read_text())["instances"]}
-    return result, rows
+    ]
+
+
+def rows_of(root: Path) -> dict[str, Any]:
+    return {row["instance_id"]: row for row in json.loads((root / "report.json").read_text())["instances"]}
+
+
+def run_session(
+    pytester: pytest.Pytester, spread: Spread, *args: str
+) -> tuple[pytest.RunResult, dict[str, Any]]:
+    result = pytester.runpytest_subprocess(*options(spread, pytester.path), *args)
+    return result, rows_of(pytester.path)
 
 
 @dataclass(frozen=True)
@@ -87,26 +93,15 @@ def parallel(spread: Spread, tmp_path_factory: pytest.TempPathFactory) -> Parall
     """The ``-n 2`` session over every kind, once for the module's tests on a worker: the parity
     test reads it, the single-process test compares a serial session with it."""
     root = tmp_path_factory.mktemp("parallel")
-    out, report = root / "out", root / "report.json"
     done = subprocess.run(
-        session_command(
-            f"--pb-tasks-dir={spread.tasks}",
-            f"--pb-submissions={spread.runs}",
-            f"--pb-blob-dir={spread.blobs}",
-            f"--pb-output={out}",
-            f"--pb-report={report}",
-            f"--pb-cpus={CPUS}",
-            "--pb-pull=never",
-            "-n",
-            "2",
-        ),
+        session_command(*options(spread, root), "-n", "2"),
         cwd=root,
         capture_output=True,
         text=True,
         timeout=900,
     )
-    rows = {row["instance_id"]: row for row in json.loads(report.read_text())["instances"]}
-    return Parallel(pytest.LineMatcher((done.stdout + done.stderr).splitlines()), done.returncode, rows, out)
+    said = pytest.LineMatcher((done.stdout + done.stderr).splitlines())
+    return Parallel(said, done.returncode, rows_of(root), root / "out")
 
 
 def test_every_submission_kind_scores_like_programbench_eval(
